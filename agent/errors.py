@@ -1,0 +1,88 @@
+"""Every exception oss-agent raises. Catch `OssAgentError` to catch them all.
+
+The classes say whose fault it is: the model's output (`ModelOutputError`), the
+run's limits (`MaxStepsError`, `RepeatedToolCallError`, `ToolRetriesExhausted`,
+`ContextOverflowError`), or the infrastructure (`BackendError`, `SandboxError`).
+"""
+
+from __future__ import annotations
+
+
+class OssAgentError(Exception):
+    """Root of the hierarchy."""
+
+
+class ConfigurationError(OssAgentError):
+    """The agent was set up in a way that cannot work (bad tool, bad option)."""
+
+
+class VocabularyError(OssAgentError):
+    """The Harmony vocabulary (o200k_base.tiktoken) could not be loaded."""
+
+
+class ModelOutputError(OssAgentError):
+    """The model kept producing output that Harmony cannot parse."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class RunLimitError(OssAgentError):
+    """A run stopped because it hit one of its limits."""
+
+
+class MaxStepsError(RunLimitError):
+    """The run used `max_steps` model calls without a final answer."""
+
+
+class RepeatedToolCallError(RunLimitError):
+    """The model called the same tool with the same arguments too many times in a row."""
+
+
+class ToolRetriesExhausted(RunLimitError):
+    """A tool failed more times than its retry budget allows."""
+
+
+class ContextOverflowError(RunLimitError):
+    """The prompt does not fit the backend's context window with room for a completion."""
+
+
+class ToolRetry(OssAgentError):
+    """Raised by a tool to send a message back to the model and let it try again.
+
+    The message is the tool result the model sees; it counts against the tool's
+    retry budget.
+    """
+
+
+class ToolTimeout(OssAgentError):
+    """A tool did not finish within its timeout."""
+
+
+class BackendError(OssAgentError):
+    """The model server failed or answered something unusable."""
+
+
+class BackendUnavailableError(BackendError):
+    """The model server cannot be reached."""
+
+
+class ModelNotFoundError(BackendError):
+    """The model server does not have the requested model."""
+
+
+class PromptTruncatedError(BackendError):
+    """The model server silently cut the prompt (its context window is too small)."""
+
+
+class SandboxError(OssAgentError):
+    """The Python sandbox failed."""
+
+
+class SandboxUnavailableError(SandboxError):
+    """No Docker daemon answers, or the sandbox image is missing."""
+
+
+class SessionError(OssAgentError):
+    """A saved session cannot be found or read."""

@@ -1,0 +1,127 @@
+"""Typed events of a run, and its result.
+
+The same events feed the terminal UI, `--json` output, the streaming API and
+tests. Every event carries the step (one model call) it belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from openai_harmony import Message
+
+from agent.backends.base import Usage
+from tools.base import ToolCall
+
+StepOutcome = Literal["tool_call", "final", "continue", "retry"]
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """Chain-of-thought text (`analysis` channel). Never show it as the answer."""
+
+    text: str
+    step: int
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(frozen=True)
+class PreambleDelta:
+    """A message to the user before tool calls (`commentary` without a recipient)."""
+
+    text: str
+    step: int
+    type: Literal["preamble"] = "preamble"
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Final-answer text (`final` channel)."""
+
+    text: str
+    step: int
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """The model called a tool; the call is about to run (after approval, if needed)."""
+
+    call: ToolCall
+    step: int
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True)
+class ToolResultEvent:
+    """A tool's result as the model will read it. `error` is set when the call failed."""
+
+    call: ToolCall
+    output: str
+    step: int
+    error: str | None = None
+    duration_s: float = 0.0
+    type: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """A message was added to the conversation (written as each one completes)."""
+
+    message: Message
+    step: int
+    type: Literal["message"] = "message"
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """One model call ended. `shared_prefix_tokens` counts prompt tokens equal to the previous request's."""
+
+    step: int
+    outcome: StepOutcome
+    usage: Usage
+    prompt_tokens: int
+    shared_prefix_tokens: int
+    duration_s: float
+    backend_s: float  # time spent waiting for the backend
+    overhead_s: float  # time the loop itself spent: rendering, parsing, bookkeeping
+    error: str | None = None  # why a `retry` step was thrown away
+    type: Literal["step"] = "step"
+
+
+@dataclass
+class ToolCallRecord:
+    call: ToolCall
+    output: str
+    error: str | None
+    duration_s: float
+
+
+@dataclass
+class RunResult:
+    """What `Agent.run` returns."""
+
+    output: str
+    messages: list[Message] = field(default_factory=list)  # added by this run, the user's included
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    steps: list[StepFinished] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    result: RunResult
+    type: Literal["done"] = "done"
+
+
+Event = Union[
+    ReasoningDelta,
+    PreambleDelta,
+    TextDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    MessageEvent,
+    StepFinished,
+    RunFinished,
+]

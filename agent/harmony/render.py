@@ -1,0 +1,100 @@
+"""Render conversations into prompt token ids, as the Harmony spec says.
+
+Two ways to build the next prompt:
+
+- `render_turn`: the whole conversation, from `Message`s, with earlier turns'
+  chain-of-thought dropped (`prompt_view`). Used when a user turn starts.
+- `extend_chain`: inside a tool-call chain, the previous prompt + the model's
+  own completion tokens verbatim + its stop token + the rendered tool result +
+  `<|start|>assistant`. The new prompt extends the old one token for token, so
+  a server prefills only the new tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openai_harmony import (
+    Conversation,
+    DeveloperContent,
+    Message,
+    ReasoningEffort,
+    RenderConversationConfig,
+    Role,
+    SystemContent,
+    ToolDescription,
+    ToolNamespaceConfig,
+)
+
+from agent.harmony.encoding import get_encoding, special_ids
+
+EFFORTS = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
+_NO_AUTO_DROP = RenderConversationConfig(auto_drop_analysis=False)
+
+
+@dataclass
+class PromptSettings:
+    """Everything that goes into the system and developer messages."""
+
+    reasoning_effort: str = "medium"
+    date: str | None = None  # fixed per conversation: a changing date invalidates every cached prefix
+    instructions: str | None = None
+    builtins: list[ToolNamespaceConfig] = field(default_factory=list)
+    functions: list[ToolDescription] = field(default_factory=list)
+
+    def header_messages(self) -> list[Message]:
+        system = SystemContent.new().with_reasoning_effort(EFFORTS[self.reasoning_effort])
+        if self.date:
+            system = system.with_conversation_start_date(self.date)
+        for namespace in self.builtins:
+            system = system.with_tools(namespace)
+        messages = [Message.from_role_and_content(Role.SYSTEM, system)]
+        if self.instructions or self.functions:  # no empty developer message
+            developer = DeveloperContent.new()
+            if self.instructions:
+                developer = developer.with_instructions(self.instructions)
+            if self.functions:
+                developer = developer.with_function_tools(self.functions)
+            messages.append(Message.from_role_and_content(Role.DEVELOPER, developer))
+        return messages
+
+
+def prompt_view(history: list[Message]) -> list[Message]:
+    """Drop `analysis` messages written before the last `final` answer.
+
+    Analysis of the current tool-call chain (after the last final) is kept.
+    openai-harmony's own auto-drop cuts at the first final instead, which keeps
+    stale reasoning in multi-turn conversations.
+    """
+    cut = -1
+    for i in range(len(history) - 1, -1, -1):
+        msg = history[i]
+        if msg.author.role == Role.ASSISTANT and msg.channel == "final":
+            cut = i
+            break
+    return [m for i, m in enumerate(history) if i >= cut or m.channel != "analysis"]
+
+
+def render_turn(settings: PromptSettings, history: list[Message]) -> list[int]:
+    """The full prompt for the next assistant message, CoT rule applied."""
+    messages = settings.header_messages() + prompt_view(history)
+    return get_encoding().render_conversation_for_completion(
+        Conversation.from_messages(messages), Role.ASSISTANT, _NO_AUTO_DROP
+    )
+
+
+def extend_chain(prompt: list[int], completion: list[int], stop: int, results: list[Message]) -> list[int]:
+    """The previous prompt extended by the sampled tokens, their stop token and the tool results."""
+    enc = get_encoding()
+    ids = prompt + completion
+    if not completion or completion[-1] != stop:
+        ids.append(stop)
+    for message in results:
+        ids += enc.render(message)
+    ids += special_ids().assistant_header
+    return ids
+
+
+def render_text(ids: list[int]) -> str:
+    """Token ids as Harmony text (for `--debug`, `/raw` and tests)."""
+    return get_encoding().decode(ids)

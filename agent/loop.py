@@ -1,0 +1,399 @@
+"""`Agent`: the loop that samples, routes tool calls, and stops at a final answer.
+
+One async generator (`_run_steps`) is the whole loop; `run`, `arun`, `stream`
+and `astream` only drive it. Each step is one model call and ends in one of
+four outcomes: `tool_call` (a result was appended, sample again), `final` (the
+turn is done), `continue` (the model wrote only reasoning or a preamble), or
+`retry` (unparseable output was thrown away). Limits end the run with a typed
+error from `agent.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from openai_harmony import Author, Message, Role
+
+from agent.backends.base import Backend, CompletionRequest, Usage, shared_prefix
+from agent.errors import (
+    ConfigurationError,
+    ContextOverflowError,
+    MaxStepsError,
+    ModelOutputError,
+    OssAgentError,
+    RepeatedToolCallError,
+    ToolRetriesExhausted,
+    ToolRetry,
+)
+from agent.events import (
+    Event,
+    MessageEvent,
+    PreambleDelta,
+    ReasoningDelta,
+    RunFinished,
+    RunResult,
+    StepFinished,
+    TextDelta,
+    ToolCallEvent,
+    ToolCallRecord,
+    ToolResultEvent,
+)
+from agent.harmony.encoding import special_ids
+from agent.harmony.parse import CompletionParser, MalformedCompletion, message_text
+from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_turn
+from agent.harmony.sanitize import neutralize
+from tools.base import Tool, ToolCall
+from tools.registry import ToolLike, ToolRegistry
+
+Approver = Callable[[ToolCall], "bool | Awaitable[bool]"]
+_DELTAS = {"reasoning": ReasoningDelta, "preamble": PreambleDelta, "text": TextDelta}
+
+
+@dataclass
+class _Sample:
+    """What one sampling pass produced."""
+
+    messages: list[Message] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    backend_s: float = 0.0
+    error: MalformedCompletion | None = None
+
+
+class Agent:
+    """An agent for gpt-oss: Harmony prompts, tool calls, one conversation.
+
+    `Agent(model="gpt-oss:20b")` talks to Ollama; pass `backend=` for any other
+    backend (`ScriptedBackend` in tests). Successive `run` calls continue the
+    conversation; `reset()` starts a new one.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        model: str | None = None,
+        tools: Iterable[ToolLike] = (),
+        instructions: str | None = None,
+        reasoning_effort: str = "medium",
+        max_steps: int = 20,
+        approve: Approver | None = None,
+        output_retries: int = 2,
+        max_repeated_calls: int = 3,
+        date: str | None = None,
+    ) -> None:
+        if backend is None:
+            from agent.backends.ollama import OllamaBackend
+
+            backend = OllamaBackend(model=model)
+        elif model is not None:
+            raise ConfigurationError("pass either backend= or model=, not both")
+        if reasoning_effort not in EFFORTS:
+            raise ConfigurationError(f"reasoning_effort must be one of {', '.join(EFFORTS)}")
+        self.backend = backend
+        self.tools = ToolRegistry(tools)
+        self.approve = approve
+        self.max_steps = max_steps
+        self.output_retries = output_retries
+        self.max_repeated_calls = max_repeated_calls
+        self.settings = PromptSettings(
+            reasoning_effort=reasoning_effort,
+            date=date or datetime.date.today().isoformat(),
+            instructions=instructions,
+            builtins=self.tools.system_namespaces(),
+            functions=self.tools.function_descriptions(),
+        )
+        self.history: list[Message] = []  # the full conversation, chain-of-thought included
+        self.last_prompt: list[int] = []  # token ids of the latest request
+        self.last_completion: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public API -----------------------------------------------------------
+
+    @property
+    def reasoning_effort(self) -> str:
+        return self.settings.reasoning_effort
+
+    @reasoning_effort.setter
+    def reasoning_effort(self, value: str) -> None:
+        if value not in EFFORTS:
+            raise ConfigurationError(f"reasoning_effort must be one of {', '.join(EFFORTS)}")
+        self.settings.reasoning_effort = value
+
+    def run(self, prompt: str) -> RunResult:
+        """Run one user turn to its final answer."""
+        result = None
+        for event in self.stream(prompt):
+            if isinstance(event, RunFinished):
+                result = event.result
+        assert result is not None
+        return result
+
+    async def arun(self, prompt: str) -> RunResult:
+        """Async twin of `run`."""
+        async for event in self.astream(prompt):
+            if isinstance(event, RunFinished):
+                return event.result
+        raise AssertionError("the run ended without a result")
+
+    def stream(self, prompt: str) -> Iterator[Event]:
+        """Run one user turn, yielding typed events as they happen."""
+        loop = self._event_loop()
+        events = self.astream(prompt)
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(events.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(events.aclose())
+
+    def astream(self, prompt: str) -> AsyncIterator[Event]:
+        """Async twin of `stream`."""
+        return self._run_steps(prompt)
+
+    def reset(self) -> None:
+        """Start a new conversation; tools forget their per-conversation state."""
+        self.history.clear()
+        self.last_prompt, self.last_completion = [], []
+        for tool in self.tools:
+            tool.reset()
+
+    async def aclose(self) -> None:
+        for tool in self.tools:
+            await tool.aclose()
+        await self.backend.aclose()
+
+    def close(self) -> None:
+        """Release the backend and tools (the sandbox container among them)."""
+        self._event_loop().run_until_complete(self.aclose())
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def _run_steps(self, prompt: str) -> AsyncIterator[Event]:
+        result = RunResult(output="")
+        user = Message.from_role_and_content(Role.USER, neutralize(prompt))
+        yield self._add(user, result, step=0)
+        prompt_ids = render_turn(self.settings, self.history)
+        failures: dict[str, int] = {}
+        bad_outputs, last_call, repeats = 0, None, 0
+
+        for step in range(1, self.max_steps + 1):
+            started = time.perf_counter()
+            self._check_context(prompt_ids)
+            shared = shared_prefix(self.last_prompt, prompt_ids)
+            self.last_prompt = prompt_ids
+            sample = _Sample()
+            async for delta in self._sample(prompt_ids, step, sample):
+                yield delta
+            self.last_completion = sample.tokens
+            result.usage += sample.usage
+            tool_s, outcome = 0.0, "continue"
+
+            if sample.error is not None:  # keep what was complete, then sample again
+                bad_outputs += 1
+                if bad_outputs > self.output_retries:
+                    raise ModelOutputError(
+                        f"the model's output could not be parsed {bad_outputs} times in a row "
+                        f"({sample.error}); try again or lower the reasoning effort",
+                        raw=self._text(sample.tokens),
+                    )
+                for message in sample.error.messages:
+                    yield self._add(message, result, step)
+                prompt_ids = prompt_ids + sample.error.tokens + list(special_ids().assistant_header)
+                outcome = "retry"
+            else:
+                bad_outputs = 0
+                for message in sample.messages:
+                    yield self._add(message, result, step)
+                last = sample.messages[-1] if sample.messages else None
+                if last is not None and last.recipient:
+                    signature = (last.recipient, message_text(last))
+                    repeats = repeats + 1 if signature == last_call else 1
+                    last_call = signature
+                    if repeats >= self.max_repeated_calls:
+                        raise RepeatedToolCallError(
+                            f"the model called {last.recipient} with the same arguments {repeats} times in a row"
+                        )
+                    tool_started = time.perf_counter()
+                    async for event in self._call_tool(last, step, result, failures):
+                        yield event
+                    tool_s = time.perf_counter() - tool_started
+                    reply = self.history[-1]
+                    prompt_ids = extend_chain(prompt_ids, sample.tokens, special_ids().call, [reply])
+                    outcome = "tool_call"
+                elif last is not None and last.channel == "final":
+                    result.output = message_text(last)
+                    outcome = "final"
+                else:  # only reasoning or a preamble (often a completion cut by the token budget)
+                    prompt_ids = render_turn(self.settings, self.history)
+
+            duration = time.perf_counter() - started
+            finished = StepFinished(
+                step=step,
+                outcome=outcome,  # type: ignore[arg-type]
+                usage=sample.usage,
+                prompt_tokens=len(self.last_prompt),
+                shared_prefix_tokens=shared,
+                duration_s=duration,
+                backend_s=sample.backend_s,
+                overhead_s=max(0.0, duration - sample.backend_s - tool_s),
+                error=str(sample.error) if sample.error else None,
+            )
+            result.steps.append(finished)
+            yield finished
+            if outcome == "final":
+                yield RunFinished(result)
+                return
+        raise MaxStepsError(f"no final answer after {self.max_steps} steps; raise max_steps or simplify the task")
+
+    async def _sample(self, prompt_ids: list[int], step: int, sample: _Sample) -> AsyncIterator[Event]:
+        """Stream one completion through the parser, yielding text deltas."""
+        parser = CompletionParser()
+        request = CompletionRequest(prompt_ids, special_ids().stops, self.backend.max_completion_tokens)
+        stream = self.backend.stream(request)
+        try:
+            while not parser.done:
+                waited = time.perf_counter()
+                try:
+                    piece = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    sample.backend_s += time.perf_counter() - waited
+                if isinstance(piece, Usage):
+                    sample.usage = piece
+                    continue
+                for token in piece:
+                    delta = parser.feed(token)
+                    if delta is not None and delta.kind in _DELTAS:
+                        yield _DELTAS[delta.kind](delta.text, step)
+                    if parser.done:
+                        break
+            sample.messages = parser.finish()
+        except MalformedCompletion as bad:
+            sample.error = bad
+        finally:
+            await stream.aclose()
+        sample.tokens = parser.tokens
+
+    async def _call_tool(
+        self, message: Message, step: int, result: RunResult, failures: dict[str, int]
+    ) -> AsyncIterator[Event]:
+        """Run one call and append exactly one tool message for it, whatever happens."""
+        started = time.perf_counter()
+        arguments = message_text(message)
+        channel = message.channel or "commentary"
+        error: str | None = None
+        tool: Tool | None = None
+        try:
+            tool, call = self.tools.resolve(message.recipient or "", arguments, channel)
+        except ToolRetry as exc:
+            call = ToolCall(message.recipient or "", message.recipient or "", None, arguments, channel)
+            output = error = str(exc)
+        yield ToolCallEvent(call, step)
+        if tool is not None:
+            output, error = await self._invoke(tool, call)
+        budget_key = tool.name if tool is not None else call.recipient
+        if error is None:
+            failures.pop(budget_key, None)
+        else:
+            failures[budget_key] = failures.get(budget_key, 0) + 1
+        output = neutralize(_truncate(output, tool.max_output_chars if tool else 2_000))
+        duration = time.perf_counter() - started
+        result.tool_calls.append(ToolCallRecord(call, output, error, duration))
+        yield ToolResultEvent(call, output, step, error, duration)
+        reply = (
+            Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), output)
+            .with_recipient("assistant")
+            .with_channel(channel)
+        )
+        yield self._add(reply, result, step)
+        retries = tool.retries if tool is not None else 3
+        if failures.get(budget_key, 0) > retries:
+            raise ToolRetriesExhausted(f"{budget_key} failed {failures[budget_key]} times; last error: {error}")
+
+    async def _invoke(self, tool: Tool, call: ToolCall) -> tuple[str, str | None]:
+        """Approval, timeout and error handling around `tool.invoke`; returns (output, error)."""
+        if tool.requires_approval:
+            approved = False
+            if self.approve is not None:
+                verdict = self.approve(call)
+                approved = bool(await verdict) if inspect.isawaitable(verdict) else bool(verdict)
+            if not approved:
+                message = f"the user declined to run {call.recipient}; do not retry it, answer without it"
+                return message, None
+        try:
+            output = await asyncio.wait_for(tool.invoke(call), tool.timeout)
+            return output or "(no output)", None
+        except ToolRetry as exc:
+            return str(exc), str(exc)
+        except asyncio.TimeoutError:
+            message = f"{call.recipient} timed out after {tool.timeout} s"
+            return message, message
+        except OssAgentError:
+            raise  # infrastructure (backend, sandbox) failures end the run
+        except Exception as exc:  # the tool's own bug: tell the model, not the host's traceback
+            message = f"{call.recipient} failed: {type(exc).__name__}: {exc}"
+            return message, message
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _add(self, message: Message, result: RunResult, step: int) -> MessageEvent:
+        self.history.append(message)
+        result.messages.append(message)
+        return MessageEvent(message, step)
+
+    def _check_context(self, prompt_ids: list[int]) -> None:
+        room = self.backend.context_window - self.backend.max_completion_tokens
+        if len(prompt_ids) > room:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt_ids)} tokens but the context window of "
+                f"{self.backend.context_window} leaves {room} after the completion budget; "
+                "start a new conversation or use a larger context window"
+            )
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError("run()/stream() cannot be called inside a running event loop; use arun()/astream()")
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    @staticmethod
+    def _text(tokens: list[int]) -> str:
+        from agent.harmony.render import render_text
+
+        return render_text(tokens)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    return f"{text[:limit]}\n… [output truncated: {cut} more characters]"

@@ -1,0 +1,76 @@
+"""What the browser keeps of a page: its text, its title and its numbered links."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from functools import cached_property
+from urllib.parse import urlsplit
+
+WRAP_WIDTH = 80
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """Where a link of a find-result page points inside the searched page."""
+
+    url: str
+    line_idx: int
+
+
+@dataclass
+class Page:
+    """A page as the model reads it.
+
+    `text` is the whole document; `lines` is that text wrapped at 80 columns,
+    which is what the `L{n}:` numbers and citations refer to. `urls` maps a link
+    id (as shown in `【id†text】`) to an absolute URL. `snippets` is set only on
+    find-result pages. `line_map` maps a line of a find-result page to the line
+    of the searched page it shows (None for the block headings).
+    """
+
+    url: str
+    title: str
+    text: str
+    urls: dict[str, str] = field(default_factory=dict)
+    snippets: dict[str, Snippet] | None = None
+    line_map: list[int | None] | None = None
+    source_url: str | None = None  # the page a find-result page was made from
+    kind: str = "page"  # "page", "search" or "find"
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return wrap_lines(self.text)
+
+    @property
+    def cite_url(self) -> str:
+        """The URL a citation of this page should link to."""
+        return self.source_url if self.source_url is not None else self.url
+
+
+def wrap_lines(text: str, width: int = WRAP_WIDTH) -> list[str]:
+    """Split `text` into lines of at most `width` columns, keeping spaces and empty lines."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+        else:
+            out.extend(
+                textwrap.wrap(
+                    line,
+                    width=width,
+                    replace_whitespace=False,
+                    drop_whitespace=False,
+                    break_on_hyphens=False,
+                )
+                or [""]
+            )
+    return out
+
+
+def get_domain(url: str) -> str:
+    """The host part of `url` ("" when it has none)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

@@ -1,0 +1,87 @@
+"""The tools of one agent, and the routing of Harmony recipients to them."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from openai_harmony import ToolDescription, ToolNamespaceConfig
+
+from agent.errors import ConfigurationError, ToolRetry
+from tools.base import BuiltinTool, Tool, ToolCall
+from tools.function import FunctionTool
+
+# Built-in namespaces by name; each agent gets fresh instances (they hold per-conversation state).
+BUILTIN_FACTORIES = {
+    "browser": ("tools.browser", "BrowserTool"),
+    "python": ("sandbox", "PythonTool"),
+}
+
+ToolLike = Tool | Callable[..., Any] | str
+
+
+class ToolRegistry:
+    """Function tools (`functions.*`, developer message) and built-ins (system message)."""
+
+    def __init__(self, tools: Iterable[ToolLike] = ()) -> None:
+        self.functions: dict[str, Tool] = {}
+        self.builtins: dict[str, BuiltinTool] = {}
+        for item in tools:
+            self.add(item)
+
+    def add(self, item: ToolLike) -> Tool:
+        """Register a function, a `Tool`, or a built-in by name (`"browser"`, `"python"`)."""
+        if isinstance(item, str):
+            item = _make_builtin(item)
+        elif not isinstance(item, Tool):
+            item = FunctionTool(item)
+        table: dict[str, Any] = self.builtins if isinstance(item, BuiltinTool) else self.functions
+        if not isinstance(item, BuiltinTool) and not hasattr(item, "tool_description"):
+            raise ConfigurationError(f"{item!r} is neither a function tool nor a built-in namespace")
+        if item.name in table:
+            raise ConfigurationError(f"two tools are named {item.name!r}")
+        table[item.name] = item
+        return item
+
+    def __iter__(self):
+        yield from self.builtins.values()
+        yield from self.functions.values()
+
+    def system_namespaces(self) -> list[ToolNamespaceConfig]:
+        return [tool.namespace_config() for tool in self.builtins.values()]
+
+    def function_descriptions(self) -> list[ToolDescription]:
+        return [tool.tool_description() for tool in self.functions.values()]  # type: ignore[attr-defined]
+
+    def recipients(self) -> list[str]:
+        names = [f"functions.{name}" for name in self.functions]
+        for name, tool in self.builtins.items():
+            members = [t.name for t in tool.namespace_config().tools]
+            names += [f"{name}.{m}" for m in members] or [name]
+        return names
+
+    def resolve(self, recipient: str, arguments: str, channel: str) -> tuple[Tool, ToolCall]:
+        """Find the tool a recipient names; `ToolRetry` explains an unknown one to the model."""
+        target = recipient.strip()
+        if target.startswith("functions."):
+            name = target.removeprefix("functions.")
+            if name in self.functions:
+                return self.functions[name], ToolCall(recipient, name, None, arguments, channel)
+            target = name  # a common slip: `functions.browser.search`, `functions.python`
+        namespace, _, method = target.partition(".")
+        if namespace in self.builtins:
+            return self.builtins[namespace], ToolCall(recipient, namespace, method or None, arguments, channel)
+        available = ", ".join(self.recipients()) or "none"
+        raise ToolRetry(f"unknown tool {recipient!r}; available tools: {available}")
+
+
+def _make_builtin(name: str) -> BuiltinTool:
+    if name not in BUILTIN_FACTORIES:
+        raise ConfigurationError(f"unknown built-in tool {name!r}; choose from {', '.join(BUILTIN_FACTORIES)}")
+    module, cls = BUILTIN_FACTORIES[name]
+    try:
+        factory = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"built-in tool {name!r} is not available: {exc}") from exc
+    return factory()
