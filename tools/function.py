@@ -12,6 +12,7 @@ from typing import Any, get_type_hints, overload
 
 import pydantic
 from openai_harmony import ToolDescription
+from pydantic.fields import FieldInfo
 
 from agent.errors import ConfigurationError, ToolRetry
 from tools.base import Tool, ToolCall
@@ -156,7 +157,11 @@ def _arguments_model(fn: Callable[..., Any], name: str, docs: dict[str, str]) ->
             raise ConfigurationError(f"tool {name}: *args and **kwargs cannot be described to the model")
         annotation = hints.get(param.name, Any)
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, pydantic.Field(default, description=docs.get(param.name) or None))
+        if isinstance(default, FieldInfo):  # `x: float = Field(ge=0)` keeps its constraints
+            info = FieldInfo.merge_field_infos(default, description=default.description or docs.get(param.name))
+        else:
+            info = pydantic.Field(default, description=docs.get(param.name) or None)
+        fields[param.name] = (annotation, info)
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     return pydantic.create_model(f"{name}_arguments", __config__=config, **fields)
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import textwrap
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlsplit
 
 WRAP_WIDTH = 80
+VIEW_SOURCE = "view-source:"
+# The longest piece that fits: all that is left, else up to a space, else a hard cut.
+_PIECE_RE = re.compile(r".{1,%d}\Z|.{1,%d}(?<=\s)|.{%d}" % ((WRAP_WIDTH,) * 3), re.DOTALL)
 
 
 @dataclass(frozen=True)
 class Snippet:
-    """Where a link of a find-result page points inside the searched page."""
+    """Where a link of a find-result page points: a line of the searched page."""
 
     url: str
     line_idx: int
+    page: Page | None = None
 
 
 @dataclass
@@ -45,26 +49,21 @@ class Page:
     @property
     def cite_url(self) -> str:
         """The URL a citation of this page should link to."""
-        return self.source_url if self.source_url is not None else self.url
+        url = self.source_url if self.source_url is not None else self.url
+        return url.removeprefix(VIEW_SOURCE)
 
 
 def wrap_lines(text: str, width: int = WRAP_WIDTH) -> list[str]:
     """Split `text` into lines of at most `width` columns, keeping spaces and empty lines."""
+    piece = _PIECE_RE if width == WRAP_WIDTH else re.compile(
+        r".{1,%d}\Z|.{1,%d}(?<=\s)|.{%d}" % ((width,) * 3), re.DOTALL
+    )
     out: list[str] = []
     for line in text.split("\n"):
         if len(line) <= width:
             out.append(line)
         else:
-            out.extend(
-                textwrap.wrap(
-                    line,
-                    width=width,
-                    replace_whitespace=False,
-                    drop_whitespace=False,
-                    break_on_hyphens=False,
-                )
-                or [""]
-            )
+            out.extend(piece.findall(line))
     return out
 
 
