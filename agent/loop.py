@@ -274,7 +274,7 @@ class Agent:
         request = CompletionRequest(prompt_ids, special_ids().stops, self.backend.max_completion_tokens)
         stream = self.backend.stream(request)
         try:
-            while not parser.done:
+            while True:
                 waited = time.perf_counter()
                 try:
                     piece = await stream.__anext__()
@@ -285,6 +285,8 @@ class Agent:
                 if isinstance(piece, Usage):
                     sample.usage = piece
                     continue
+                if parser.done:  # past a stop token: wait for the usage, ignore the text
+                    continue
                 for token in piece:
                     delta = parser.feed(token)
                     if delta is not None and delta.kind in _DELTAS:
@@ -292,6 +294,8 @@ class Agent:
                     if parser.done:
                         break
             sample.messages = parser.finish()
+            if not sample.usage.prompt_tokens:  # the backend reported nothing: count ourselves
+                sample.usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(parser.tokens))
         except MalformedCompletion as bad:
             sample.error = bad
         finally:
