@@ -82,8 +82,7 @@ class BrowserState:
             return self.stack[-1]
         if not 0 <= cursor < len(self.stack):
             raise ToolRetry(
-                f"Cursor `{cursor}` is out of range. "
-                f"Available cursor indices: [0 - {self.last_cursor}]."
+                f"Cursor `{cursor}` is out of range. Available cursor indices: [0 - {self.last_cursor}]."
             )
         return self.stack[cursor]
 
@@ -130,9 +129,7 @@ def render(
     lines = page.lines
     total = len(lines)
     if loc >= total or loc < 0:
-        raise ToolRetry(
-            f"Invalid location parameter: `{loc}`. Cannot exceed page maximum of {total - 1}."
-        )
+        raise ToolRetry(f"Invalid location parameter: `{loc}`. Cannot exceed page maximum of {total - 1}.")
     end = window_end(lines, loc, num_lines, count_tokens, view_tokens)
     header = f"[{cursor}] {page.title}"
     if page.url:

@@ -139,9 +139,7 @@ def _replace_links(root, base: str, own_domain: str) -> dict[str, str]:
     return urls
 
 
-def _link_target(
-    href: str, base: str, urls: dict[str, str], ids: dict[str, str]
-) -> tuple[str, str] | None:
+def _link_target(href: str, base: str, urls: dict[str, str], ids: dict[str, str]) -> tuple[str, str] | None:
     """Give the absolute form of `href` a link id (shared by equal URLs); None if not followable."""
     if href.lower().startswith(_SKIP_SCHEMES):
         return None

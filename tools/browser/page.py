@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -9,8 +10,6 @@ from urllib.parse import urlsplit
 
 WRAP_WIDTH = 80
 VIEW_SOURCE = "view-source:"
-# The longest piece that fits: all that is left, else up to a space, else a hard cut.
-_PIECE_RE = re.compile(r".{1,%d}\Z|.{1,%d}(?<=\s)|.{%d}" % ((WRAP_WIDTH,) * 3), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,7 @@ class Page:
 
 def wrap_lines(text: str, width: int = WRAP_WIDTH) -> list[str]:
     """Split `text` into lines of at most `width` columns, keeping spaces and empty lines."""
-    piece = _PIECE_RE if width == WRAP_WIDTH else re.compile(
-        r".{1,%d}\Z|.{1,%d}(?<=\s)|.{%d}" % ((width,) * 3), re.DOTALL
-    )
+    piece = _piece_pattern(width)
     out: list[str] = []
     for line in text.split("\n"):
         if len(line) <= width:
@@ -65,6 +62,12 @@ def wrap_lines(text: str, width: int = WRAP_WIDTH) -> list[str]:
         else:
             out.extend(piece.findall(line))
     return out
+
+
+@functools.cache
+def _piece_pattern(width: int) -> re.Pattern[str]:
+    # The longest piece that fits: all that is left, else up to a space, else a hard cut.
+    return re.compile(rf".{{1,{width}}}\Z|.{{1,{width}}}(?<=\s)|.{{{width}}}", re.DOTALL)
 
 
 def get_domain(url: str) -> str:
