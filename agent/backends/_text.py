@@ -68,8 +68,8 @@ class IncrementalTokenizer:
     def _encode(self, text: str) -> list[int]:
         if not text:
             return []
-        # A lone surrogate cannot be UTF-8 encoded; it would only come from a broken server.
-        text = text.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(text) else text
+        if _has_surrogate(text):  # pairs split across JSON strings: join them, replace strays
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
         return self._enc.encode(text, allowed_special="all")
 
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,15 @@ def _client_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("-", 1)[0].split(".")[:3]:
+        if not piece.isdigit():
+            return (0, 0, 0)
+        parts.append(int(piece))
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What the start-up probe learnt."""
@@ -150,8 +160,9 @@ class OllamaBackend:
         self._keep_alive = keep_alive
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._client: Any = None
+        self._client_loop: Any = None
         self._info: ServerInfo | None = None
-        self._probe_lock = asyncio.Lock()
+        self._probe_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     @property
     def context_window(self) -> int:
@@ -163,15 +174,18 @@ class OllamaBackend:
         return self._max_completion
 
     def _get_client(self) -> Any:
-        if self._client is None:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:  # connections belong to one loop
             import ollama
 
             self._client = ollama.AsyncClient(host=self.host, timeout=self._timeout)
+            self._client_loop = loop
         return self._client
 
     async def probe(self) -> ServerInfo:
         """Check the server answers and has the model (once; cached)."""
-        async with self._probe_lock:
+        lock = self._probe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             if self._info is None:
                 self._info = await self._probe()
             return self._info
@@ -189,6 +203,8 @@ class OllamaBackend:
                 f"{self.host} does not answer like an Ollama server ({exc}); "
                 "start Ollama with `ollama serve` or set OLLAMA_HOST"
             ) from None
+        if (0, 0, 0) < _version_tuple(version) < (0, 11, 0):  # 0.0.0 is a development build
+            raise BackendError(f"Ollama {version} at {self.host} cannot run gpt-oss; upgrade to 0.11 or later")
         try:
             shown = await self._get_client().show(self.model)
         except _client_errors() as exc:
@@ -264,7 +280,7 @@ class OllamaBackend:
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.close()
 
 
