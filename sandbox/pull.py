@@ -1,0 +1,69 @@
+"""Finding the sandbox image locally, or pulling it with a progress bar."""
+
+from __future__ import annotations
+
+import sys
+
+import docker
+import docker.errors
+
+from agent.errors import SandboxError, SandboxUnavailableError
+
+from .docker_client import CONNECTION_ERRORS
+
+BUILD_HINT = (
+    "Build a local image without a registry with `python -m sandbox.image` (Debian/Ubuntu host "
+    "with apt) and pass its tag as `image=` or in OSS_AGENT_SANDBOX_IMAGE."
+)
+
+
+def _log(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def ensure_image(client: docker.DockerClient, name: str, pull: bool = True, quiet: bool = False) -> str:
+    """The id of image ``name``, pulling it (with a progress bar) when it is missing."""
+    try:
+        return client.api.inspect_image(name)["Id"]
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise SandboxUnavailableError(f"cannot inspect sandbox image {name!r}: {exc.explanation}") from None
+    if not pull:
+        raise SandboxUnavailableError(f"sandbox image {name!r} is not available locally. {BUILD_HINT}")
+    try:
+        _pull(client, name, quiet)
+        return client.api.inspect_image(name)["Id"]
+    except CONNECTION_ERRORS as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    except (docker.errors.DockerException, SandboxError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    raise SandboxUnavailableError(
+        f"sandbox image {name!r} is not available locally and could not be pulled ({reason}). {BUILD_HINT}"
+    )
+
+
+def _pull(client: docker.DockerClient, name: str, quiet: bool) -> None:
+    _log(f"Pulling sandbox image {name} ...", quiet)
+    layers: dict[str, tuple[int, int]] = {}
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        progress = Progress(TextColumn(f"pull {name}"), BarColumn(), DownloadColumn(), transient=True)
+        progress.start()
+        task = progress.add_task("pull", total=None)
+    try:
+        for event in client.api.pull(name, stream=True, decode=True):
+            if "error" in event:
+                raise SandboxError(str(event["error"]))
+            detail = event.get("progressDetail") or {}
+            if event.get("id") and detail.get("total"):
+                layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+                if progress is not None:
+                    progress.update(task, completed=sum(c for c, _ in layers.values()),
+                                    total=sum(t for _, t in layers.values()))
+    finally:
+        if progress is not None:
+            progress.stop()
