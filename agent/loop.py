@@ -192,9 +192,25 @@ class Agent:
     # -- the loop ---------------------------------------------------------------
 
     async def _run_steps(self, prompt: str) -> AsyncIterator[Event]:
+        """One user turn. A turn that ends before the model produced anything (server down,
+        context overflow, cancelled) leaves the conversation as it was, so it can simply be retried."""
         result = RunResult(output="")
         user = Message.from_role_and_content(Role.USER, neutralize(prompt))
-        yield self._add(user, result, step=0)
+        self.history.append(user)
+        result.messages.append(user)
+        reached_model = False
+        try:
+            async for event in self._steps(result):
+                if not reached_model:
+                    reached_model = True
+                    yield MessageEvent(user, 0)
+                yield event
+        except BaseException:
+            if not reached_model:
+                self.history.pop()
+            raise
+
+    async def _steps(self, result: RunResult) -> AsyncIterator[Event]:
         prompt_ids = render_turn(self.settings, self.history)
         failures: dict[str, int] = {}
         bad_outputs, last_call, repeats = 0, None, 0

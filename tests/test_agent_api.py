@@ -156,3 +156,39 @@ def test_context_manager_closes_tools():
     with Agent(backend=ScriptedBackend([final("x")]), tools=[probe]) as a:
         a.run("hi")
     assert closed == ["probe"]
+
+
+class DownBackend(ScriptedBackend):
+    """A server that is down for its first request, then answers."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.down = True
+
+    async def stream(self, request):
+        if self.down:
+            self.down = False
+            raise BackendError("server down")
+        async for piece in super().stream(request):
+            yield piece
+
+
+def test_a_turn_that_never_reached_the_model_is_rolled_back():
+    backend = DownBackend([final("hello")])
+    a = Agent(backend=backend)
+    with pytest.raises(BackendError, match="server down"):
+        a.run("first try")
+    assert a.history == []
+    result = a.run("first try")
+    assert result.output == "hello"
+    assert backend.prompt_texts[0].count("first try") == 1
+    assert [m.author.role.value for m in result.messages] == ["user", "assistant"]
+
+
+def test_a_turn_that_failed_after_the_model_answered_keeps_its_messages():
+    from agent.errors import MaxStepsError
+
+    a = Agent(backend=ScriptedBackend(["<|channel|>analysis<|message|>hmm"]), max_steps=1)
+    with pytest.raises(MaxStepsError):
+        a.run("go")
+    assert [m.author.role.value for m in a.history] == ["user", "assistant"]

@@ -1,0 +1,1 @@
+"""The `oss-agent` command line."""

@@ -1,0 +1,95 @@
+"""Turn resolved options (and a saved session) into a backend, tools and an `Agent`."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.cli.options import Options, is_tool_file
+from agent.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from agent.loop import Agent, Approver
+    from agent.sessions import SavedSession
+
+
+def make_backend(options: Options) -> Any:
+    """The backend the options name; missing optional backends fail with a clear message."""
+    if options.backend == "ollama":
+        from agent.backends.ollama import OllamaBackend
+
+        return OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx)
+    if options.backend == "openai":
+        cls = _backend_class("agent.backends.openai_compat", "OpenAICompatibleBackend", "openai")
+        return cls(base_url=options.base_url, model=options.model)
+    cls = _backend_class("agent.backends.transformers", "TransformersBackend", "transformers")
+    model = options.model
+    if model == "gpt-oss:20b" and "model" not in options.explicit:  # the Ollama tag means the HF id here
+        model = "openai/gpt-oss-20b"
+    return cls(model)
+
+
+def _backend_class(module: str, name: str, label: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        hint = ' (install it with: pip install "oss-agent[transformers]")' if label == "transformers" else ""
+        raise ConfigurationError(f"the {label} backend is not available: {exc}{hint}") from None
+    except AttributeError:
+        raise ConfigurationError(f"the {label} backend is not available in this version") from None
+
+
+def tool_specs(options: Options) -> list[str]:
+    """The `--tools` entries, tool files made absolute (so a resumed session finds them again)."""
+    specs: list[str] = []
+    for spec in options.tools:
+        if is_tool_file(spec):
+            spec = str(Path(spec).expanduser().resolve())
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def make_tools(specs: list[str]) -> list[Any]:
+    from agent.cli.tools_file import load_tools_file
+
+    tools: list[Any] = []
+    for spec in specs:
+        tools.extend(load_tools_file(spec) if is_tool_file(spec) else [spec])
+    return tools
+
+
+def make_agent(options: Options, approve: Approver | None = None, date: str | None = None) -> Agent:
+    from agent.loop import Agent
+
+    tools = make_tools(tool_specs(options))
+    return Agent(
+        backend=make_backend(options),
+        tools=tools,
+        instructions=options.instructions,
+        reasoning_effort=options.effort,
+        max_steps=options.max_steps,
+        approve=approve,
+        date=date,
+    )
+
+
+def session_meta(options: Options) -> dict[str, Any]:
+    """What a saved session records besides the prompt settings."""
+    return {"model": options.model, "backend": options.backend, "tools": tool_specs(options)}
+
+
+def options_for_session(options: Options, saved: SavedSession) -> Options:
+    """`options` with the saved session's settings filled in, except those given as flags."""
+    s = saved.settings
+    from_session = {
+        "effort": s.get("reasoning_effort"),
+        "instructions": s.get("instructions"),
+        "tools": s.get("tools"),
+        "model": s.get("model"),
+        "backend": s.get("backend"),
+    }
+    updates = {k: v for k, v in from_session.items() if k not in options.explicit and (v is not None or k == "instructions")}
+    return replace(options, **updates)

@@ -1,0 +1,183 @@
+"""`oss-agent doctor`: check what the current configuration needs, one line each with a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+
+from agent.cli.options import Options
+
+RAW_TEST_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    needed: bool = True
+
+
+async def doctor(options: Options) -> int:
+    """Print every check; exit status 1 if something the configuration needs is missing."""
+    out = Console(highlight=False)
+    checks: list[Check] = []
+
+    def report(check: Check) -> None:
+        checks.append(check)
+        if check.ok:
+            mark, style = "✓", "green"
+        else:
+            mark, style = ("✗", "red") if check.needed else ("!", "yellow")
+        line = f"[{style}]{mark}[/] [bold]{check.name}[/]: {escape(check.detail)}"
+        if not check.ok and check.fix:
+            line += f"\n    [{style}]→[/] {escape(check.fix)}"
+        if not check.ok and not check.needed:
+            line += " [dim](not needed by the current configuration)[/]"
+        out.print(line)
+
+    report(check_vocabulary())
+    uses_ollama = options.backend == "ollama"
+    if uses_ollama:
+        server = await check_ollama(options)
+        report(server)
+        if server.ok:
+            model = await check_model(options)
+            report(model)
+            if model.ok:
+                report(await check_raw_mode(options))
+    else:
+        report(Check("backend", True, f"{options.backend} (Ollama checks skipped)"))
+    needs_docker = "python" in options.tools
+    docker = await asyncio.to_thread(check_docker, needs_docker)
+    report(docker)
+    if docker.ok:
+        report(await asyncio.to_thread(check_image, needs_docker))
+    failed = [c for c in checks if not c.ok and c.needed]
+    out.print()
+    if failed:
+        out.print(f"[red]{len(failed)} problem{'s' if len(failed) > 1 else ''} to fix[/]")
+        return 1
+    out.print("[green]all set[/]")
+    return 0
+
+
+def check_vocabulary() -> Check:
+    from agent.errors import VocabularyError
+    from agent.harmony.encoding import get_encoding
+
+    try:
+        get_encoding()
+    except VocabularyError as exc:
+        return Check("Harmony vocabulary", False, str(exc),
+                     "download o200k_base.tiktoken once and set TIKTOKEN_ENCODINGS_BASE to its folder")
+    where = os.environ.get("TIKTOKEN_ENCODINGS_BASE") or "the tiktoken cache"
+    return Check("Harmony vocabulary", True, f"o200k_base loaded from {where}")
+
+
+async def check_ollama(options: Options) -> Check:
+    import httpx
+
+    from agent.backends.ollama import resolve_host
+
+    url = resolve_host(options.host)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+            r = await http.get("/api/version")
+            r.raise_for_status()
+            version = str(r.json().get("version", "unknown"))
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("Ollama", False, f"no Ollama server answers at {url} ({type(exc).__name__})",
+                     "start it with `ollama serve`, or point --host / OLLAMA_HOST at it")
+    detail = f"version {version} at {url}"
+    if _older(version, (0, 12, 6)):
+        return Check("Ollama", True, detail + " (older than 0.12.6: prompts are length-checked locally only)")
+    return Check("Ollama", True, detail)
+
+
+async def check_model(options: Options) -> Check:
+    from agent.backends.ollama import OllamaBackend
+    from agent.errors import OssAgentError
+
+    backend = OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx)
+    try:
+        info = await backend.probe()
+    except OssAgentError as exc:
+        return Check("model", False, str(exc).split(";")[0], f"run `oss-agent pull {options.model}`")
+    finally:
+        await backend.aclose()
+    context = f", trained context {info.context_length:,}" if info.context_length else ""
+    return Check("model", True, f"{options.model} is pulled{context}")
+
+
+async def check_raw_mode(options: Options) -> Check:
+    """Send a tiny raw Harmony prompt and parse the answer."""
+    from agent.backends.ollama import OllamaBackend
+    from agent.errors import OssAgentError
+    from agent.loop import Agent
+
+    backend = OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx, max_completion_tokens=256)
+    agent = Agent(backend=backend, reasoning_effort="low", max_steps=2)
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(agent.arun("Say OK"), RAW_TEST_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        return Check("raw Harmony mode", False, f"no answer within {RAW_TEST_TIMEOUT_S:.0f} s",
+                     "the model may still be loading; try again, or check `ollama ps`")
+    except OssAgentError as exc:
+        return Check("raw Harmony mode", False, " ".join(str(exc).split())[:200],
+                     "update Ollama; raw generation must return Harmony markers for gpt-oss")
+    finally:
+        await agent.aclose()
+    answer = " ".join(result.output.split())[:40]
+    return Check("raw Harmony mode", True, f"answered {answer!r} in {time.perf_counter() - started:.1f} s")
+
+
+def check_docker(needed: bool) -> Check:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        version = client.version().get("Version", "unknown")
+        client.close()
+    except Exception as exc:  # no socket, daemon down, permission denied
+        return Check("Docker", False, f"no Docker daemon answers ({type(exc).__name__})",
+                     "start Docker (and add your user to the docker group) to use -t python", needed)
+    return Check("Docker", True, f"daemon version {version}", needed=needed)
+
+
+def check_image(needed: bool) -> Check:
+    try:
+        import docker
+        import docker.errors
+
+        from sandbox import DEFAULT_IMAGE, IMAGE_ENV
+    except Exception as exc:
+        return Check("sandbox image", False, f"the sandbox is not available ({exc})", "reinstall oss-agent", needed)
+    image = os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+    client = docker.from_env(timeout=5)
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return Check("sandbox image", False, f"{image} is not present",
+                     f"run `docker pull {image}`, or build one offline with `python -m sandbox.image` "
+                     f"and set {IMAGE_ENV}", needed)
+    except Exception as exc:
+        return Check("sandbox image", False, f"cannot inspect {image} ({type(exc).__name__})", "check Docker", needed)
+    finally:
+        client.close()
+    return Check("sandbox image", True, f"{image} is present", needed=needed)
+
+
+def _older(version: str, minimum: tuple[int, ...]) -> bool:
+    try:
+        parts = tuple(int(p) for p in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return False
+    return parts < minimum

@@ -1,0 +1,106 @@
+"""`oss-agent pull` and `oss-agent sessions [list|show|rm]`."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+
+async def pull(model: str, host: str | None) -> int:
+    """Pull `model` into Ollama with a progress bar per layer."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from agent.backends.ollama import pull_model, resolve_host
+
+    err = Console(stderr=True, highlight=False)
+    err.print(f"pulling {model} into Ollama at {resolve_host(host)}")
+    tasks: dict[str, Any] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        async for step in pull_model(model, host=host):
+            if step.digest and step.total:
+                key = step.digest
+                if key not in tasks:
+                    tasks[key] = progress.add_task(step.digest.removeprefix("sha256:")[:12], total=step.total)
+                progress.update(tasks[key], completed=step.completed or 0)
+            elif step.status:
+                progress.console.print(step.status, style="dim")
+    err.print(f"{model} is ready")
+    return 0
+
+
+def list_sessions(limit: int) -> int:
+    from agent.sessions import SessionStore
+
+    store = SessionStore()
+    sessions = store.list(limit=limit) if store.path.exists() else []
+    out = Console(highlight=False)
+    if not sessions:
+        Console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
+        return 0
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("id", "updated", "turns", "model", "title"):
+        table.add_column(column, no_wrap=column != "title", justify="right" if column == "turns" else "left")
+    for s in sessions:
+        table.add_row(s.id, _when(s.updated_at), str(s.turns), str(s.settings.get("model", "")), s.title)
+    out.print(table)
+    return 0
+
+
+def show_session(session_id: str) -> int:
+    from openai_harmony import Role
+
+    from agent.harmony.parse import message_text
+    from agent.sessions import SessionStore
+
+    saved = SessionStore().load(session_id)
+    out = Console(highlight=False)
+    info, settings = saved.info, saved.settings
+    tools = ", ".join(settings.get("tools") or []) or "none"
+    out.print(f"[bold]{info.title}[/]  [dim]{info.id} · {_when(info.created_at)} · {settings.get('model', '?')} · "
+              f"effort {settings.get('reasoning_effort', '?')} · tools: {tools}[/]")
+    for message in saved.messages:
+        role, text = message.author.role, message_text(message)
+        if role == Role.USER:
+            out.print()
+            out.print("[bold green]› [/]" + _escape(text))
+        elif role == Role.TOOL:
+            out.print(f"[blue]← {message.author.name}[/] [dim]{_escape(_clip(text))}[/]")
+        elif message.recipient:
+            out.print(f"[blue]→ {message.recipient}[/] [dim]{_escape(_clip(text))}[/]")
+        elif message.channel == "analysis":
+            out.print(_escape(text), style="dim")
+        elif message.channel == "final":
+            out.print(Markdown(text))
+        else:
+            out.print(_escape(text), style="italic")
+    return 0
+
+
+def remove_session(session_id: str) -> int:
+    from agent.sessions import SessionStore
+
+    store = SessionStore()
+    full = store.resolve(session_id)
+    store.delete(full)
+    Console(stderr=True).print(f"deleted session {full}")
+    return 0
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

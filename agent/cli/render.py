@@ -1,0 +1,283 @@
+"""Terminal rendering of a run's events.
+
+The answer goes to stdout (live Markdown on a terminal, plain text otherwise);
+reasoning (dimmed), preambles, tool panels, status and the footer go to
+stderr, so `oss-agent run ... > answer.md` captures only the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.text import Text
+
+from agent.events import (
+    PreambleDelta,
+    ReasoningDelta,
+    RunFinished,
+    StepFinished,
+    TextDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+
+ARGUMENT_LINES = 8
+RESULT_LINES = 10
+RESULT_CHARS = 800
+REFRESH_S = 0.05  # live Markdown is redrawn at most this often
+
+
+class TurnRenderer:
+    """Renders the events of one turn after another; `close()` ends whatever is on screen."""
+
+    def __init__(
+        self,
+        out: Console,
+        err: Console,
+        *,
+        show_reasoning: bool = True,
+        cite: Callable[[str], str] | None = None,
+        context_window: Callable[[], int | None] | None = None,
+        raw_text: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        self.out, self.err = out, err
+        self.show_reasoning = show_reasoning
+        self.cite = cite
+        self.context_window = context_window
+        self.raw_text = raw_text
+        self.last_reasoning = ""  # of the latest turn, for `/reasoning` after the fact
+        self._reset_turn()
+
+    def _reset_turn(self) -> None:
+        self._block: str | None = None
+        self._text = ""  # the answer so far, raw
+        self._shown = ""  # what was written of it on a non-terminal stdout
+        self._reasoning_chars = 0
+        self._live: Live | None = None
+        self._status: Any = None
+        self._last_refresh = 0.0
+        self._started = time.perf_counter()
+        self._prompt_tokens_last = 0
+        self._style_end = ""
+
+    # -- events ---------------------------------------------------------------
+
+    def handle(self, event: Any) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._reasoning(event.text)
+        elif isinstance(event, PreambleDelta):
+            self._enter("preamble")
+            self._write_err(event.text)
+        elif isinstance(event, TextDelta):
+            self._answer(event.text)
+        elif isinstance(event, ToolCallEvent):
+            self._enter(None)
+            self._start_status(f"running {event.call.recipient}…")
+        elif isinstance(event, ToolResultEvent):
+            self._stop_status()
+            self.err.print(tool_panel(event))
+        elif isinstance(event, StepFinished):
+            self._prompt_tokens_last = event.prompt_tokens
+        elif isinstance(event, RunFinished):
+            self._enter(None)
+            self.err.print()
+            self.err.print(self.footer(event.result), style="dim", highlight=False, soft_wrap=True)
+            self._reset_turn()
+
+    def begin(self) -> None:
+        """A turn starts now (the footer's time counts from here)."""
+        self._reset_turn()
+
+    def debug_raw(self, prompt: list[int], completion: list[int], shared: int) -> None:
+        """With --debug: the new part of the prompt and the completion, as Harmony text."""
+        if self.raw_text is None:
+            return
+        self._enter(None)
+        self.err.print(Rule(f"prompt (+{len(prompt) - shared} new tokens)", style="dim"))
+        self.err.print(self.raw_text(prompt[shared:]), style="dim", markup=False, highlight=False)
+        self.err.print(Rule(f"completion ({len(completion)} tokens)", style="dim"))
+        self.err.print(self.raw_text(completion), style="dim", markup=False, highlight=False)
+
+    def close(self) -> None:
+        """Stop live displays and spinners (after an error or a cancelled turn)."""
+        self._enter(None)
+        self._reset_turn()
+
+    def pause(self) -> None:
+        """Clear transient output before asking the user something."""
+        self._stop_status()
+        if self._block == "text":
+            self._enter(None)
+
+    # -- blocks -----------------------------------------------------------------
+
+    def _enter(self, block: str | None) -> None:
+        if block == self._block:
+            return
+        self._stop_status()
+        previous, self._block = self._block, block
+        if self._style_end:
+            self.err.file.write(self._style_end)
+            self._style_end = ""
+        if previous == "reasoning":
+            if self.show_reasoning:
+                self.err.print("\n")
+            elif self._reasoning_chars:
+                self.err.print(f"(reasoning hidden, {self._reasoning_chars} characters; /reasoning to see it)", style="dim")
+        elif previous == "preamble":
+            self.err.print()
+        elif previous == "text":
+            self._finish_answer()
+        if block == "reasoning":
+            self._reasoning_chars = 0
+            self.last_reasoning = ""
+            if self.show_reasoning:
+                self.err.print("Thinking…", style="dim italic")
+                self._begin_style("dim")
+            else:
+                self._start_status("thinking…")
+        elif block == "preamble":
+            self._begin_style("italic")
+        elif block == "text":
+            self._text = self._shown = ""
+            if self.out.is_terminal:
+                self._live = Live(console=self.out, auto_refresh=False, vertical_overflow="visible")
+                self._live.start()
+
+    def _reasoning(self, text: str) -> None:
+        if self._block != "reasoning":
+            self._enter("reasoning")
+        self._reasoning_chars += len(text)
+        self.last_reasoning += text
+        if self.show_reasoning:
+            self._write_err(text)
+
+    def _begin_style(self, style: str) -> None:
+        """Style a streamed block once, so its text reaches the terminal unbroken by escape codes."""
+        if self.err.color_system is None:
+            return
+        with self.err.capture() as captured:
+            self.err.print("\0", style=style, end="", markup=False, highlight=False)
+        start, _, self._style_end = captured.get().partition("\0")
+        self.err.file.write(start)
+
+    def _write_err(self, text: str) -> None:
+        self.err.file.write(text)
+        self.err.file.flush()
+
+    def _answer(self, text: str) -> None:
+        self._enter("text")
+        self._text += text
+        if self._live is not None:
+            now = time.perf_counter()
+            if now - self._last_refresh >= REFRESH_S:
+                self._last_refresh = now
+                self._live.update(Markdown(self._displayable(final=False)), refresh=True)
+        else:
+            visible = self._displayable(final=False)
+            self.out.file.write(visible[len(self._shown):])
+            self.out.file.flush()
+            self._shown = visible
+
+    def _finish_answer(self) -> None:
+        if self._live is not None:
+            self._live.update(Markdown(self._displayable(final=True)), refresh=True)
+            self._live.stop()
+            self._live = None
+        else:
+            visible = self._displayable(final=True)
+            self.out.file.write(visible[len(self._shown):] + "\n")
+            self.out.file.flush()
+            self._shown = ""
+
+    def _displayable(self, final: bool) -> str:
+        """The answer with citations as links; an unfinished citation is held back while streaming."""
+        if self.cite is None:
+            return self._text
+        text = self._text
+        if not final:
+            from tools.browser.citations import split_partial
+
+            text, _unfinished = split_partial(self._text)
+        rendered = self.cite(text)
+        return rendered if final or not self._shown or rendered.startswith(self._shown) else self._shown
+
+    def _start_status(self, message: str) -> None:
+        if self.err.is_terminal and self._status is None:
+            self._status = self.err.status(message, spinner="dots")
+            self._status.start()
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    # -- footer -------------------------------------------------------------------
+
+    def footer(self, result: Any) -> str:
+        usage = result.usage
+        wall = time.perf_counter() - self._started
+        total = usage.prompt_tokens + usage.completion_tokens
+        parts = [f"{total:,} tokens ({usage.prompt_tokens:,} in, {usage.completion_tokens:,} out)"]
+        decode = usage.completion_seconds or wall
+        if usage.completion_tokens and decode > 0:
+            parts.append(f"{usage.completion_tokens / decode:.1f} tok/s")
+        parts.append(f"{wall:.1f} s")
+        steps = len(result.steps)
+        parts.append(f"{steps} step{'s' if steps != 1 else ''}")
+        window = self.context_window() if self.context_window else None
+        if window and self._prompt_tokens_last:
+            parts.append(f"context {100 * self._prompt_tokens_last / window:.0f}% of {window:,}")
+        return " · ".join(parts)
+
+
+def tool_panel(event: ToolResultEvent) -> Panel:
+    """A compact panel: the call's arguments, a rule, the (truncated) result."""
+    call = event.call
+    arguments: Any
+    if call.name == "python" and call.method is None:
+        arguments = Syntax(_clip_lines(call.arguments, ARGUMENT_LINES), "python", theme="ansi_dark", word_wrap=True)
+    else:
+        arguments = Text(_clip_lines(_pretty_json(call.arguments), ARGUMENT_LINES), style="cyan")
+    output = event.output if len(event.output) <= RESULT_CHARS else event.output[:RESULT_CHARS] + "…"
+    result = Text(_clip_lines(output, RESULT_LINES), style="red" if event.error else "")
+    status = "failed" if event.error else "done"
+    return Panel(
+        Group(arguments, Rule(style="dim"), result),
+        title=f"[bold]{call.recipient}[/]",
+        title_align="left",
+        subtitle=f"{status} in {event.duration_s:.1f} s",
+        subtitle_align="right",
+        border_style="red" if event.error else "blue",
+        expand=False,
+    )
+
+
+def _pretty_json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text.strip()
+
+
+def _clip_lines(text: str, limit: int) -> str:
+    lines = text.rstrip().splitlines() or [""]
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join(lines[:limit] + [f"… {len(lines) - limit} more lines"])
+
+
+def make_consoles(no_color: bool = False) -> tuple[Console, Console]:
+    """Consoles for stdout (the answer) and stderr (everything else)."""
+    out = Console(highlight=False, no_color=no_color or None)
+    err = Console(stderr=True, highlight=False, no_color=no_color or None)
+    return out, err

@@ -1,0 +1,320 @@
+"""`oss-agent chat`: the interactive loop, its key bindings and slash commands.
+
+Enter sends; Alt-Enter (or Esc then Enter), or a line ending in a backslash,
+adds a line. Ctrl-C during a turn cancels it and keeps the conversation;
+Ctrl-C at the prompt clears the line; Ctrl-D exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agent.cli.options import EFFORTS, Options
+from agent.cli.runner import Runner
+from agent.errors import ConfigurationError, OssAgentError
+
+PROMPT = "› "
+COMMANDS = {
+    "/help": ("", "show this help"),
+    "/reset": ("", "start a new conversation"),
+    "/effort": ("LEVEL", "reasoning effort: low, medium or high"),
+    "/tools": ("", "list the tools the model can call"),
+    "/reasoning": ("show|hide", "show or hide the chain of thought; alone: print the last one"),
+    "/upload": ("PATH", "copy a file into the sandbox's /mnt/data"),
+    "/save": ("[TITLE]", "save this conversation (optionally with a title)"),
+    "/sessions": ("", "list saved sessions"),
+    "/resume": ("ID", "continue a saved session"),
+    "/raw": ("", "last prompt and completion as Harmony text"),
+    "/exit": ("", "quit (or Ctrl-D)"),
+}
+
+
+async def chat(options: Options, resume: str | None = None, latest: bool = False) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigurationError("`oss-agent chat` needs a terminal; use `oss-agent run` with pipes and scripts")
+    from agent.cli.render import make_consoles
+
+    out, err = make_consoles()
+    repl = Repl(options, out, err)
+    try:
+        return await repl.main(resume, latest)
+    finally:
+        await repl.runner.aclose()
+
+
+class Repl:
+    def __init__(self, options: Options, out: Console, err: Console) -> None:
+        self.out, self.err = out, err
+        self.runner = Runner(options, out, err, ask=self._ask)
+        self.prompt_session: Any = None
+        self.pending_notes: list[str] = []
+        self.running = True
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def main(self, resume: str | None, latest: bool) -> int:
+        saved = self.runner.start(resume=resume, latest=latest)
+        self._banner(saved)
+        self.prompt_session = _prompt_session()
+        while self.running:
+            try:
+                text = await self.prompt_session.prompt_async(PROMPT)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            text = text.strip()
+            if not text:
+                continue
+            if text.startswith("/") and not text.startswith("//"):
+                await self._command(text)
+                continue
+            await self._turn(text.removeprefix("/"))
+        return 0
+
+    async def _turn(self, text: str) -> None:
+        if self.pending_notes:
+            text = "\n".join(self.pending_notes) + "\n\n" + text
+            self.pending_notes.clear()
+        task = asyncio.create_task(self.runner.turn(text))
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        except (NotImplementedError, RuntimeError):  # no signal handlers here (e.g. Windows)
+            pass
+        try:
+            await asyncio.wait([task])
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+        if task.cancelled():
+            self.err.print("stopped; the conversation is kept (Ctrl-D exits)", style="yellow")
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        if self.runner.options.debug:
+            _print_traceback(exc)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, OssAgentError):
+            message = f"unexpected {type(exc).__name__}: {message} (a bug; --debug shows the traceback)"
+        self.err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+    async def _ask(self, question: str) -> str:
+        from prompt_toolkit import PromptSession
+
+        try:
+            return await PromptSession().prompt_async(question, handle_sigint=False)
+        except KeyboardInterrupt:  # Ctrl-C at an approval prompt stops the turn
+            raise asyncio.CancelledError from None
+        except EOFError:
+            return "no"
+
+    # -- slash commands -----------------------------------------------------------
+
+    async def _command(self, line: str) -> None:
+        name, _, arg = line.partition(" ")
+        name, arg = name.lower(), arg.strip()
+        if name in ("/exit", "/quit"):
+            self.running = False
+            return
+        handler = getattr(self, "_cmd_" + name[1:], None)
+        if name not in COMMANDS or handler is None:
+            self.err.print(f"unknown command {escape(name)}; /help lists them", style="yellow")
+            return
+        try:
+            result = handler(arg)
+            if asyncio.iscoroutine(result):
+                await result
+        except OssAgentError as exc:
+            self._report(exc)
+
+    def _cmd_help(self, arg: str) -> None:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for name, (usage, text) in COMMANDS.items():
+            table.add_row(f"[bold]{name}[/] {usage}", text)
+        self.err.print(table)
+        self.err.print("Enter sends · Alt-Enter or a trailing \\ adds a line · Ctrl-C stops a turn · Ctrl-D exits",
+                       style="dim", markup=False)
+
+    def _cmd_reset(self, arg: str) -> None:
+        self.runner.agent.reset()
+        if self.runner.recorder is not None:
+            self.runner.recorder.start_new()
+        self.err.print("new conversation", style="green")
+
+    def _cmd_effort(self, arg: str) -> None:
+        agent = self.runner.agent
+        if not arg:
+            self.err.print(f"reasoning effort: {agent.reasoning_effort}")
+            return
+        if arg.lower() not in EFFORTS:
+            self.err.print(f"effort must be one of {', '.join(EFFORTS)}", style="yellow")
+            return
+        agent.reasoning_effort = arg.lower()
+        if self.runner.recorder is not None:
+            self.runner.recorder.settings_changed()
+        self.err.print(f"reasoning effort: {agent.reasoning_effort}", style="green")
+
+    def _cmd_tools(self, arg: str) -> None:
+        registry = self.runner.agent.tools
+        if not list(registry):
+            self.err.print("no tools; start the chat with -t browser, -t python or -t my_tools.py")
+            return
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for name, tool in registry.builtins.items():
+            members = ", ".join(t.name for t in tool.namespace_config().tools) or "code"
+            table.add_row(f"[bold]{name}[/]", f"built-in: {members}")
+        for name, tool in registry.functions.items():
+            approval = " [yellow](asks first)[/]" if tool.requires_approval else ""
+            table.add_row(f"[bold]functions.{name}[/]", escape(getattr(tool, "description", "") or "") + approval)
+        self.err.print(table)
+
+    def _cmd_reasoning(self, arg: str) -> None:
+        renderer = self.runner.renderer
+        if arg in ("show", "hide"):
+            renderer.show_reasoning = arg == "show"
+            self.err.print(f"reasoning: {arg}", style="green")
+        elif not arg:
+            self.err.print(renderer.last_reasoning or "(no reasoning yet)", style="dim", markup=False)
+        else:
+            self.err.print("usage: /reasoning show|hide", style="yellow")
+
+    async def _cmd_upload(self, arg: str) -> None:
+        if not arg:
+            self.err.print("usage: /upload PATH", style="yellow")
+            return
+        tool = self.runner.agent.tools.builtins.get("python")
+        if tool is None:
+            self.err.print("the python tool is not enabled; start the chat with -t python", style="yellow")
+            return
+        sandbox = getattr(tool, "sandbox", None)
+        if sandbox is None or not hasattr(sandbox, "upload"):
+            self.err.print("this python tool does not accept uploads", style="yellow")
+            return
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            self.err.print(f"no such file: {escape(str(path))}", style="yellow")
+            return
+        where = await asyncio.to_thread(sandbox.upload, path)
+        self.pending_notes.append(f"[I uploaded {path.name} to {where}]")
+        self.err.print(f"uploaded to {where}; the model is told with your next message", style="green")
+
+    def _cmd_save(self, arg: str) -> None:
+        from agent.cli import build
+        from agent.sessions import SessionRecorder
+
+        runner = self.runner
+        if runner.recorder is None:
+            meta = build.session_meta(runner.options)
+            runner.recorder = SessionRecorder(runner.sessions(), runner.agent, **meta)
+        if not runner.agent.history and runner.recorder.session_id is None:
+            self.err.print("nothing to save yet; it is saved as you talk from now on", style="yellow")
+            return
+        session_id = runner.recorder.save_all()
+        if arg:
+            runner.sessions().set_title(session_id, arg)
+        self.err.print(f"saved as {session_id}; resume with `oss-agent chat --session {session_id}`", style="green")
+
+    def _cmd_sessions(self, arg: str) -> None:
+        from agent.cli.manage import _when
+
+        sessions = self.runner.sessions().list(limit=15)
+        if not sessions:
+            self.err.print("no saved sessions")
+            return
+        current = self.runner.recorder.session_id if self.runner.recorder else None
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("id", "updated", "turns", "title"):
+            table.add_column(column)
+        for s in sessions:
+            mark = " *" if s.id == current else ""
+            table.add_row(s.id + mark, _when(s.updated_at), str(s.turns), escape(s.title))
+        self.err.print(table)
+
+    async def _cmd_resume(self, arg: str) -> None:
+        if not arg:
+            self.err.print("usage: /resume ID (see /sessions)", style="yellow")
+            return
+        saved = await self.runner.switch_to(arg)
+        self._banner(saved)
+
+    def _cmd_raw(self, arg: str) -> None:
+        from agent.harmony.render import render_text
+
+        agent = self.runner.agent
+        if not agent.last_prompt:
+            self.err.print("nothing sent to the model yet", style="yellow")
+            return
+        self.err.rule("prompt", style="dim")
+        self.out.print(render_text(agent.last_prompt), markup=False, highlight=False)
+        self.err.rule("completion", style="dim")
+        self.out.print(render_text(agent.last_completion), markup=False, highlight=False)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _banner(self, saved: Any) -> None:
+        options, agent = self.runner.options, self.runner.agent
+        where = options.backend
+        if options.backend == "ollama":
+            where = f"Ollama at {getattr(agent.backend, 'host', options.host)}"
+        tools = ", ".join(t.name for t in agent.tools) or "no tools"
+        self.err.print(f"[bold]oss-agent[/] · {escape(options.model)} via {escape(where)} · "
+                       f"effort {agent.reasoning_effort} · {escape(tools)}")
+        if saved is not None:
+            info = saved.info
+            self.err.print(f"resumed session {info.id} ({info.turns} turns): {escape(info.title)}", style="green")
+            if not self.runner.restored_exactly:
+                self.err.print("note: the tools differ from when this session was saved", style="yellow")
+        self.err.print("/help for commands · Ctrl-C stops a turn · Ctrl-D exits", style="dim")
+
+
+def _print_traceback(exc: BaseException) -> None:
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+def _prompt_session() -> Any:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    from agent.sessions import data_dir
+
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _send(event: Any) -> None:
+        buffer = event.current_buffer
+        if buffer.document.text_before_cursor.endswith("\\"):
+            buffer.delete_before_cursor(1)
+            buffer.insert_text("\n")
+        else:
+            buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    history: Any
+    try:
+        folder = data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        history = FileHistory(str(folder / "prompt_history"))
+    except OSError:
+        history = InMemoryHistory()
+    return PromptSession(history=history, key_bindings=bindings, prompt_continuation="  ",
+                         enable_history_search=False)

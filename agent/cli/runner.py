@@ -1,0 +1,165 @@
+"""What `chat` and `run` share: building the agent, resuming a session, running a turn."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from agent.cli import build
+from agent.cli.options import Options
+from agent.cli.render import TurnRenderer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.events import RunResult
+    from agent.sessions import SavedSession, SessionRecorder, SessionStore
+    from tools.base import ToolCall
+
+Ask = Callable[[str], Awaitable[str]]  # shows a question, returns the user's answer
+
+
+class Approvals:
+    """Tool-call approval: yes / no / always (for this session, per tool)."""
+
+    def __init__(self, approve_all: bool, ask: Ask | None, before_asking: Callable[[], None] = lambda: None) -> None:
+        self.approve_all = approve_all
+        self.ask = ask
+        self.before_asking = before_asking
+        self.always: set[str] = set()
+        self.declined_without_asking: list[str] = []
+
+    async def __call__(self, call: ToolCall) -> bool:
+        if self.approve_all or call.name in self.always:
+            return True
+        if self.ask is None:  # nobody to ask: decline, and say so at the end
+            self.declined_without_asking.append(call.recipient)
+            return False
+        self.before_asking()
+        arguments = call.arguments if len(call.arguments) <= 400 else call.arguments[:400] + "…"
+        while True:
+            answer = (await self.ask(f"Run {call.recipient} with {arguments}? [y]es / [n]o / [a]lways: ")).strip().lower()
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no", ""):
+                return False
+            if answer in ("a", "always"):
+                self.always.add(call.name)
+                return True
+
+
+class Runner:
+    """An agent with its renderer and session recorder."""
+
+    def __init__(self, options: Options, out: Console, err: Console, ask: Ask | None = None) -> None:
+        self.options = options
+        self.out, self.err = out, err
+        self.ask = ask
+        self.store: SessionStore | None = None
+        self.recorder: SessionRecorder | None = None
+        self.agent: Any = None
+        self.restored_exactly = True
+        self.approvals = Approvals(options.yes, ask)
+        self.renderer = TurnRenderer(out, err, show_reasoning=options.reasoning == "show")
+        self.approvals.before_asking = self.renderer.pause
+
+    # -- set-up -------------------------------------------------------------------
+
+    def sessions(self) -> SessionStore:
+        if self.store is None:
+            from agent.sessions import SessionStore
+
+            self.store = SessionStore()
+        return self.store
+
+    def start(self, resume: str | None = None, latest: bool = False) -> SavedSession | None:
+        """Build the agent; with `resume` (an id) or `latest`, continue a saved session."""
+        saved = None
+        if resume or latest:
+            store = self.sessions()
+            if resume:
+                saved = store.load(resume)
+            else:
+                info = store.latest()
+                if info is None:
+                    from agent.errors import SessionError
+
+                    raise SessionError("there is no saved session to continue; start one with `oss-agent chat`")
+                saved = store.load(info.id)
+            self.options = build.options_for_session(self.options, saved)
+        self._make_agent(saved)
+        return saved
+
+    def _make_agent(self, saved: SavedSession | None) -> None:
+        from agent.harmony.render import render_text
+        from agent.sessions import SessionRecorder, restore
+
+        date = saved.settings.get("date") if saved else None
+        self.agent = build.make_agent(self.options, approve=self.approvals, date=date)
+        if saved is not None:
+            self.restored_exactly = restore(self.agent, saved)
+        browser = self.agent.tools.builtins.get("browser")
+        self.renderer.cite = getattr(browser, "render_citations", None)
+        self.renderer.context_window = lambda: getattr(self.agent.backend, "context_window", None)
+        self.renderer.raw_text = render_text
+        if self.options.save:
+            self.recorder = SessionRecorder(
+                self.sessions(), self.agent, saved.info.id if saved else None, **build.session_meta(self.options)
+            )
+
+    async def switch_to(self, session_id: str) -> SavedSession:
+        """Load another saved session in place of the current conversation."""
+        saved = self.sessions().load(session_id)
+        old = self.agent
+        self.options = build.options_for_session(self.options, saved)
+        self._make_agent(saved)
+        if self.recorder is None:  # saving was off: resuming a saved session turns it on
+            from agent.sessions import SessionRecorder
+
+            self.recorder = SessionRecorder(self.sessions(), self.agent, saved.info.id, **build.session_meta(self.options))
+        await old.aclose()
+        return saved
+
+    # -- turns -------------------------------------------------------------------
+
+    async def turn(self, prompt: str, on_event: Callable[[Any], None] | None = None) -> RunResult | None:
+        """Run one user turn, rendering (or handing over) each event; returns the result."""
+        from agent.events import RunFinished, StepFinished
+
+        handle = on_event or self.renderer.handle
+        result = None
+        self.renderer.begin()
+        stream = self.agent.astream(prompt)
+        try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    self._record(event)
+                    if self.options.debug and isinstance(event, StepFinished) and on_event is None:
+                        self.renderer.debug_raw(self.agent.last_prompt, self.agent.last_completion,
+                                                event.shared_prefix_tokens)
+                    handle(event)
+                    if isinstance(event, RunFinished):
+                        result = event.result
+        finally:
+            self.renderer.close()
+        if self.approvals.declined_without_asking:
+            names = ", ".join(sorted(set(self.approvals.declined_without_asking)))
+            self.approvals.declined_without_asking.clear()
+            self.err.print(f"note: declined {names} (it needs approval; pass --yes to allow it)", style="yellow")
+        return result
+
+    def _record(self, event: Any) -> None:
+        if self.recorder is None or getattr(event, "type", None) != "message":
+            return
+        try:
+            self.recorder.record(event)
+        except Exception as exc:  # the conversation goes on; saving stops
+            self.err.print(f"warning: the session is no longer saved ({exc})", style="yellow")
+            self.recorder = None
+
+    async def aclose(self) -> None:
+        if self.agent is not None:
+            await self.agent.aclose()
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,344 @@
+"""Saved conversations in a local SQLite database.
+
+One row per session (the settings needed to render the same prompt again) and
+one row per Harmony message, written as each message completes. The database
+runs in WAL mode with a busy timeout, so several processes can write at once.
+
+    store = SessionStore()                 # <data dir>/sessions.db
+    recorder = SessionRecorder(store, agent, model="gpt-oss:20b", backend="ollama", tools=["browser"])
+    async for event in agent.astream("hi"):
+        recorder.record(event)             # creates the session at the first message
+    saved = store.load(recorder.session_id)
+    restore(agent2, saved)                 # same history, same settings, same rendered prompt
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import SessionError
+
+if TYPE_CHECKING:
+    from openai_harmony import Message
+
+    from agent.loop import Agent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    title TEXT,
+    turns INTEGER NOT NULL DEFAULT 0,
+    settings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    role TEXT NOT NULL,
+    channel TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions(updated_at);
+"""
+TITLE_CHARS = 60
+
+
+def data_dir() -> Path:
+    """Where oss-agent keeps its data: `OSS_AGENT_HOME`, else the platform's user data dir."""
+    if home := os.environ.get("OSS_AGENT_HOME"):
+        return Path(home).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "oss-agent"
+
+
+def default_path() -> Path:
+    return data_dir() / "sessions.db"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    created_at: float
+    updated_at: float
+    title: str
+    turns: int
+    settings: dict[str, Any]
+
+
+@dataclass
+class SavedSession:
+    info: SessionInfo
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.info.settings
+
+
+class SessionStore:
+    """The sessions database. Every write is its own short transaction."""
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA synchronous = NORMAL")
+                with _write(db):
+                    _create(db)
+            except (OSError, sqlite3.Error) as exc:
+                raise SessionError(f"cannot open the sessions database {self.path}: {exc}") from None
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- writing ------------------------------------------------------------
+
+    def create(self, settings: dict[str, Any], title: str | None = None) -> str:
+        """Add an empty session and return its id."""
+        session_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        db = self._conn()
+        with _write(db):
+            db.execute(
+                "INSERT INTO sessions (id, created_at, updated_at, title, settings) VALUES (?, ?, ?, ?, ?)",
+                (session_id, now, now, title, json.dumps(settings)),
+            )
+        return session_id
+
+    def append(self, session_id: str, message: Message) -> int:
+        """Store one message at the end of the session; returns its position."""
+        from openai_harmony import Role
+
+        body = message_to_json(message)
+        is_user = message.author.role == Role.USER
+        title = _title(message) if is_user else None
+        now = time.time()
+        db = self._conn()
+        with _write(db):
+            updated = db.execute(
+                "UPDATE sessions SET updated_at = ?, turns = turns + ?, title = COALESCE(title, ?) WHERE id = ?",
+                (now, int(is_user), title, session_id),
+            )
+            if updated.rowcount == 0:
+                raise SessionError(f"no saved session {session_id!r}")
+            row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = ?", (session_id,))
+            seq = row.fetchone()[0]
+            db.execute(
+                "INSERT INTO messages (session_id, seq, created_at, role, channel, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, seq, now, message.author.role.value, message.channel, body),
+            )
+        return seq
+
+    def update_settings(self, session_id: str, settings: dict[str, Any]) -> None:
+        db = self._conn()
+        with _write(db):
+            db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings), session_id))
+
+    def set_title(self, session_id: str, title: str) -> None:
+        db = self._conn()
+        with _write(db):
+            db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
+
+    def delete(self, session_id: str) -> None:
+        full = self.resolve(session_id)
+        db = self._conn()
+        with _write(db):
+            db.execute("DELETE FROM messages WHERE session_id = ?", (full,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (full,))
+
+    # -- reading --------------------------------------------------------------
+
+    def list(self, limit: int | None = None) -> list[SessionInfo]:
+        """Sessions, most recently updated first."""
+        sql = "SELECT id, created_at, updated_at, title, turns, settings FROM sessions ORDER BY updated_at DESC, rowid DESC"
+        rows = self._conn().execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        return [_info(row) for row in rows]
+
+    def latest(self) -> SessionInfo | None:
+        found = self.list(limit=1)
+        return found[0] if found else None
+
+    def resolve(self, session_id: str) -> str:
+        """The full id of a session given its id or a unique prefix of it."""
+        key = session_id.strip().lower()
+        if not key:
+            raise SessionError("no session id given")
+        rows = self._conn().execute(
+            "SELECT id FROM sessions WHERE id = ? OR id LIKE ? ESCAPE '\\'", (key, _like_prefix(key))
+        ).fetchall()
+        ids = sorted({r[0] for r in rows})
+        if key in ids:
+            return key
+        if not ids:
+            raise SessionError(f"no saved session {session_id!r}; `oss-agent sessions` lists them")
+        if len(ids) > 1:
+            raise SessionError(f"session id {session_id!r} is ambiguous ({', '.join(ids[:5])}); give more characters")
+        return ids[0]
+
+    def load(self, session_id: str) -> SavedSession:
+        full = self.resolve(session_id)
+        db = self._conn()
+        row = db.execute(
+            "SELECT id, created_at, updated_at, title, turns, settings FROM sessions WHERE id = ?", (full,)
+        ).fetchone()
+        bodies = db.execute("SELECT body FROM messages WHERE session_id = ? ORDER BY seq", (full,)).fetchall()
+        try:
+            messages = [message_from_json(b[0]) for b in bodies]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SessionError(f"session {full} is damaged and cannot be read: {exc}") from None
+        return SavedSession(_info(row), messages)
+
+
+class SessionRecorder:
+    """Writes an agent's messages to the store as `MessageEvent`s arrive.
+
+    The session row is created at the first message, so an unused chat leaves
+    nothing behind. `start_new()` (after `agent.reset()`) begins another one.
+    """
+
+    def __init__(self, store: SessionStore, agent: Agent, session_id: str | None = None, **meta: Any) -> None:
+        self.store = store
+        self.agent = agent
+        self.meta = meta  # model, backend, tools: what `session_settings` cannot read off the agent
+        self.session_id = session_id
+
+    def record(self, event: Any) -> None:
+        if getattr(event, "type", None) == "message":
+            self.add(event.message)
+
+    def add(self, message: Message) -> None:
+        if self.session_id is None:
+            self.session_id = self.store.create(session_settings(self.agent, **self.meta))
+        self.store.append(self.session_id, message)
+
+    def save_all(self) -> str:
+        """Make sure the whole conversation so far is stored (for `/save` when saving was off)."""
+        if self.session_id is None:
+            self.session_id = self.store.create(session_settings(self.agent, **self.meta))
+            for message in self.agent.history:
+                self.store.append(self.session_id, message)
+        return self.session_id
+
+    def settings_changed(self) -> None:
+        if self.session_id is not None:
+            self.store.update_settings(self.session_id, session_settings(self.agent, **self.meta))
+
+    def start_new(self) -> None:
+        self.session_id = None
+
+
+def session_settings(agent: Agent, **meta: Any) -> dict[str, Any]:
+    """What a session must remember to render the same prompt again."""
+    s = agent.settings
+    return {
+        "reasoning_effort": s.reasoning_effort,
+        "date": s.date,
+        "instructions": s.instructions,
+        "header_digest": header_digest(agent),
+        **meta,
+    }
+
+
+def header_digest(agent: Agent) -> str:
+    """A fingerprint of the rendered system and developer messages (tools included)."""
+    from openai_harmony import Conversation
+
+    from agent.harmony.encoding import get_encoding
+
+    ids = get_encoding().render_conversation(Conversation.from_messages(agent.settings.header_messages()))
+    return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+
+
+def restore(agent: Agent, saved: SavedSession) -> bool:
+    """Give `agent` the saved conversation and prompt settings.
+
+    Returns False when the agent's tools render differently from the saved
+    session's (the conversation is restored all the same).
+    """
+    settings = saved.settings
+    agent.reset()
+    agent.settings.reasoning_effort = settings.get("reasoning_effort") or agent.settings.reasoning_effort
+    agent.settings.date = settings.get("date") or agent.settings.date
+    agent.settings.instructions = settings.get("instructions")
+    agent.history[:] = saved.messages
+    return settings.get("header_digest") in (None, header_digest(agent))
+
+
+def message_to_json(message: Message) -> str:
+    return json.dumps(message.to_dict(), default=_enum_value, ensure_ascii=False)
+
+
+def message_from_json(text: str) -> Message:
+    from openai_harmony import Message
+
+    return Message.from_dict(json.loads(text))
+
+
+def _enum_value(value: Any) -> Any:
+    if hasattr(value, "value"):
+        return value.value
+    raise TypeError(f"cannot store {type(value).__name__} in a session")
+
+
+def _create(db: sqlite3.Connection) -> None:
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        db.execute(statement)
+
+
+class _write:
+    """`BEGIN IMMEDIATE … COMMIT` (rollback on error): one writer at a time, waiting politely."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _info(row: tuple[Any, ...]) -> SessionInfo:
+    try:
+        settings = json.loads(row[5])
+    except ValueError:
+        settings = {}
+    return SessionInfo(row[0], row[1], row[2], row[3] or "(untitled)", row[4], settings)
+
+
+def _title(message: Message) -> str:
+    text = " ".join("".join(getattr(c, "text", "") for c in message.content).split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+
+
+def _like_prefix(key: str) -> str:
+    return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

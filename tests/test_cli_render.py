@@ -1,0 +1,46 @@
+"""The renderer on its own: citations as links, streams kept apart, the footer."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from agent.backends.base import Usage
+from agent.cli.render import TurnRenderer
+from agent.events import ReasoningDelta, RunFinished, RunResult, TextDelta
+
+
+def renderer(**kwargs):
+    out, err = io.StringIO(), io.StringIO()
+    r = TurnRenderer(Console(file=out, width=100), Console(file=err, width=100), **kwargs)
+    return r, out, err
+
+
+def test_citations_become_links_even_when_split_across_deltas():
+    def cite(text: str) -> str:
+        return text.replace("【0†L1-L2】", " ([example.com](https://example.com))")
+
+    r, out, _ = renderer(cite=cite)
+    for piece in ["Paris is sunny", "【0", "†L1", "-L2】", " today."]:
+        r.handle(TextDelta(piece, step=1))
+    r.handle(RunFinished(RunResult(output="")))
+    assert out.getvalue() == "Paris is sunny ([example.com](https://example.com)) today.\n"
+
+
+def test_reasoning_goes_to_stderr_and_the_answer_to_stdout():
+    r, out, err = renderer(show_reasoning=True)
+    r.handle(ReasoningDelta("thinking hard", step=1))
+    r.handle(TextDelta("answer", step=1))
+    r.handle(RunFinished(RunResult(output="answer", usage=Usage(10, 0, 5, 0.1, 0.5, 0.6))))
+    assert out.getvalue() == "answer\n"
+    assert "thinking hard" in err.getvalue() and "15 tokens (10 in, 5 out)" in err.getvalue()
+    assert "10.0 tok/s" in err.getvalue()
+
+
+def test_hidden_reasoning_is_summarised_and_kept_for_later():
+    r, _, err = renderer(show_reasoning=False)
+    r.handle(ReasoningDelta("secret plan", step=1))
+    r.handle(TextDelta("ok", step=1))
+    assert "secret plan" not in err.getvalue() and "reasoning hidden, 11 characters" in err.getvalue()
+    assert r.last_reasoning == "secret plan"

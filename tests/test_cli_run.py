@@ -1,0 +1,241 @@
+"""`oss-agent run`, `pull`, `doctor`, `sessions` and the help texts, as real processes against a fake Ollama."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from cli_helpers import WEATHER_TOOLS, StallingFake, cli_env, error_lines, run_cli, serve
+from fake_ollama import Completion, FakeOllama, call_text, final_text
+
+ANSWER = "It is **sunny** in Paris."
+
+
+@pytest.fixture
+def tools_file(tmp_path):
+    path = tmp_path / "weather_tools.py"
+    path.write_text(WEATHER_TOOLS, encoding="utf-8")
+    return path
+
+
+def weather_script() -> list[str]:
+    return [call_text("get_weather", '{"city": "Paris"}', "Need the weather."), final_text(ANSWER, "Sunny.")]
+
+
+def test_run_prints_only_the_answer_on_stdout(tmp_path, tools_file):
+    fake = FakeOllama(weather_script())
+    with serve(fake) as url:
+        done = run_cli("run", "-t", str(tools_file), "Weather in Paris?", env=cli_env(tmp_path, url))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ANSWER + "\n"
+    assert "Need the weather." in done.stderr  # reasoning on stderr
+    assert "functions.get_weather" in done.stderr and '"temp_c": 21' in done.stderr  # the tool panel
+    assert "2 steps" in done.stderr  # the footer
+    assert "Weather in Paris?" in fake.generate_requests[0]["prompt"]
+
+
+def test_run_reads_the_prompt_from_stdin(tmp_path):
+    fake = FakeOllama([final_text("Four.")])
+    with serve(fake) as url:
+        done = run_cli("run", "-", env=cli_env(tmp_path, url), stdin="What is 2+2?\n")
+        piped = run_cli("run", env=cli_env(tmp_path, url), stdin="")
+    assert done.returncode == 0 and done.stdout == "Four.\n"
+    assert "What is 2+2?" in fake.generate_requests[0]["prompt"]
+    assert piped.returncode == 1 and error_lines(piped.stderr) == ["error: the prompt read from stdin is empty"]
+
+
+def test_json_output_is_one_event_per_line(tmp_path, tools_file):
+    fake = FakeOllama(weather_script())
+    with serve(fake) as url:
+        done = run_cli("run", "--json", "-t", str(tools_file), "Weather in Paris?", env=cli_env(tmp_path, url))
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    types = [e["type"] for e in events]
+    assert types[0] == "message" and types[-1] == "done"
+    assert {"reasoning", "tool_call", "tool_result", "text", "step"} <= set(types)
+    call = next(e for e in events if e["type"] == "tool_call")["call"]
+    assert call["recipient"] == "functions.get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert json.loads(result["output"])["sky"] == "sunny" and result["error"] is None
+    assert "".join(e["text"] for e in events if e["type"] == "text") == ANSWER
+    done_event = events[-1]["result"]
+    assert done_event["output"] == ANSWER and len(done_event["steps"]) == 2
+    assert done_event["messages"][0]["role"] == "user"
+    assert done_event["usage"]["completion_tokens"] > 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ERROR_CASES = {
+    "ollama down": ([], [], "cannot reach Ollama"),
+    "model missing": ([], ["-m", "nope:1b"], "ollama pull nope:1b"),
+    "context overflow": ([final_text("never")], ["--num-ctx", "64"], "context"),
+    "max steps": ([call_text("get_weather", '{"city": "A"}'), call_text("get_weather", '{"city": "B"}')],
+                  ["--max-steps", "2"], "no final answer after 2 steps"),
+    "unparseable output": (["<|channel|>comm"] * 3, [], "could not be parsed 3 times"),
+}
+
+
+@pytest.mark.parametrize("case", ERROR_CASES, ids=list(ERROR_CASES))
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_expected_errors_are_one_line_without_traceback(tmp_path, tools_file, case, debug):
+    script, flags, expected = ERROR_CASES[case]
+    fake = FakeOllama(script)
+    args = ["run", "-t", str(tools_file), *flags, *(["--debug"] if debug else []), "Weather?"]
+    with serve(fake) as url:
+        host = f"http://127.0.0.1:{_closed_port()}" if case == "ollama down" else url
+        done = run_cli(*args, env=cli_env(tmp_path, host))
+    assert done.returncode == 1
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert done.stderr.rstrip().endswith(lines[0])
+    assert ("Traceback" in done.stderr) == debug
+    assert done.stdout == ""
+
+
+def test_errors_with_json_are_also_an_error_event(tmp_path):
+    with serve(FakeOllama([])) as url:
+        done = run_cli("run", "--json", "-m", "nope:1b", "hi", env=cli_env(tmp_path, url))
+    assert done.returncode == 1
+    last = json.loads(done.stdout.splitlines()[-1])
+    assert last["type"] == "error" and last["error"] == "ModelNotFoundError" and "nope:1b" in last["message"]
+
+
+BAD_TOOL_FILES = {
+    "syntax error": ("def broken(:\n    pass\n", "line 1", "syntax error"),
+    "import error": ("import os\nimport no_such_module_here\n", "line 2", "ModuleNotFoundError"),
+    "runtime error": ("from agent import tool\n\nx = 1\nraise RuntimeError('boom')\n", "line 4", "boom"),
+    "no tools": ("def plain(x: int) -> int:\n    return x\n", "defines no tools", "@tool"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TOOL_FILES, ids=list(BAD_TOOL_FILES))
+def test_bad_tools_file_is_reported_with_file_and_line(tmp_path, case):
+    source, where, what = BAD_TOOL_FILES[case]
+    path = tmp_path / "my_tools.py"
+    path.write_text(source, encoding="utf-8")
+    done = run_cli("run", "-t", str(path), "hi", env=cli_env(tmp_path, "http://127.0.0.1:9"))
+    assert done.returncode == 1
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "my_tools.py" in lines[0] and where in lines[0] and what in lines[0]
+
+
+def test_missing_tools_file_and_unknown_builtin(tmp_path):
+    env = cli_env(tmp_path, "http://127.0.0.1:9")
+    missing = run_cli("run", "-t", str(tmp_path / "nope.py"), "hi", env=env)
+    assert missing.returncode == 1 and "nope.py does not exist" in error_lines(missing.stderr)[0]
+
+
+def test_sessions_are_saved_listed_shown_continued_and_removed(tmp_path):
+    fake = FakeOllama([final_text("Bonjour!", "Greet."), final_text("Au revoir!", "Bye.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        first = run_cli("run", "-s", "Answer in French.", "--effort", "low", "Say hello", env=env)
+        assert first.returncode == 0, first.stderr
+        listed = run_cli("sessions", env=env)
+        assert listed.returncode == 0 and "Say hello" in listed.stdout
+        second = run_cli("run", "-c", "Now say goodbye", env=env)
+        assert second.returncode == 0, second.stderr
+    prompt = fake.generate_requests[1]["prompt"]
+    # the earlier turn, its instructions and effort are restored; its reasoning is dropped (CoT rule)
+    assert "Say hello" in prompt and "Bonjour!" in prompt and "Greet." not in prompt
+    assert "Answer in French." in prompt and "Reasoning: low" in prompt
+    session_id = run_cli("sessions", env=env).stdout.splitlines()[1].split()[0]
+    shown = run_cli("sessions", "show", session_id[:6], env=env)
+    assert shown.returncode == 0 and "Bonjour!" in shown.stdout and "Now say goodbye" in shown.stdout
+    removed = run_cli("sessions", "rm", session_id, env=env)
+    assert removed.returncode == 0
+    gone = run_cli("sessions", "show", session_id, env=env)
+    assert gone.returncode == 1 and "no saved session" in error_lines(gone.stderr)[0]
+
+
+def test_no_save_leaves_no_session(tmp_path):
+    with serve(FakeOllama([final_text("ok")])) as url:
+        env = cli_env(tmp_path, url)
+        assert run_cli("run", "--no-save", "hi", env=env).returncode == 0
+        assert "no saved sessions" in run_cli("sessions", env=env).stderr
+        cont = run_cli("run", "-c", "again", env=env)
+    assert cont.returncode == 1 and "no saved session to continue" in error_lines(cont.stderr)[0]
+
+
+def test_pull_shows_progress_and_reports_failure(tmp_path):
+    with serve(FakeOllama([])) as url:
+        env = cli_env(tmp_path, url)
+        ok = run_cli("pull", "gpt-oss:20b", env=env)
+        bad = run_cli("pull", "nope:1b", env=env)
+    assert ok.returncode == 0 and "success" in ok.stderr and "gpt-oss:20b is ready" in ok.stderr
+    assert bad.returncode == 1 and "nope:1b" in error_lines(bad.stderr)[0]
+
+
+def test_doctor_passes_against_a_working_server(tmp_path):
+    with serve(FakeOllama([final_text("OK")])) as url:
+        done = run_cli("doctor", env=cli_env(tmp_path, url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("Harmony vocabulary", "Ollama: version 0.12.6", "model: gpt-oss:20b is pulled",
+                 "raw Harmony mode: answered 'OK'", "Docker"):
+        assert name in done.stdout
+    assert "all set" in done.stdout
+
+
+def test_doctor_fails_when_the_model_is_missing(tmp_path):
+    with serve(FakeOllama([])) as url:
+        done = run_cli("doctor", "-m", "nope:1b", env=cli_env(tmp_path, url))
+    assert done.returncode == 1
+    assert "ollama pull" in done.stdout.lower() or "oss-agent pull nope:1b" in done.stdout
+    down = run_cli("doctor", env=cli_env(tmp_path, f"http://127.0.0.1:{_closed_port()}"))
+    assert down.returncode == 1 and "ollama serve" in down.stdout
+
+
+def test_doctor_reports_unparseable_raw_output(tmp_path):
+    with serve(FakeOllama(["no harmony markers here"] * 3)) as url:
+        done = run_cli("doctor", env=cli_env(tmp_path, url))
+    assert done.returncode == 1 and "raw Harmony mode" in done.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["chat"], ["run"], ["doctor"], ["pull"], ["sessions"]])
+def test_help_reads_well(tmp_path, command):
+    done = run_cli(*command, "--help", env=cli_env(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("usage: oss-agent")
+    assert all(len(line) <= 120 for line in done.stdout.splitlines())  # COLUMNS=120
+    if not command:
+        for word in ("chat", "run", "doctor", "pull", "sessions", "examples"):
+            assert word in done.stdout
+    if command in (["chat"], ["run"]):
+        for flag in ("--model", "--host", "--backend", "--base-url", "--tools", "--instructions", "--effort",
+                     "--continue", "--session", "--yes", "--debug", "--config"):
+            assert flag in done.stdout
+
+
+def test_config_file_sets_defaults_and_flags_win(tmp_path):
+    fake = FakeOllama([final_text("one"), final_text("two")])
+    (tmp_path / "config.toml").write_text('effort = "high"\ninstructions = "Be brief."\n', encoding="utf-8")
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        assert run_cli("run", "hi", env=env).returncode == 0
+        assert run_cli("run", "--effort", "low", "hi", env={**env, "OSS_AGENT_EFFORT": "medium"}).returncode == 0
+    first, second = [r["prompt"] for r in fake.generate_requests]
+    assert "Reasoning: high" in first and "Be brief." in first
+    assert "Reasoning: low" in second
+
+
+def test_bad_config_file_is_one_line(tmp_path):
+    (tmp_path / "config.toml").write_text('effort = "extreme"\n', encoding="utf-8")
+    done = run_cli("run", "hi", env=cli_env(tmp_path, "http://127.0.0.1:9"))
+    assert done.returncode == 1 and "effort must be one of" in error_lines(done.stderr)[0]
+    (tmp_path / "config.toml").write_text("colour = 1\n", encoding="utf-8")
+    done = run_cli("run", "hi", env=cli_env(tmp_path, "http://127.0.0.1:9"))
+    assert done.returncode == 1 and "unknown setting 'colour'" in error_lines(done.stderr)[0]
+
+
+def test_a_stream_error_mid_answer_is_one_line(tmp_path):
+    fake = StallingFake([Completion(final_text("partial answer"), error_after=3)])
+    with serve(fake) as url:
+        done = run_cli("run", "hi", env=cli_env(tmp_path, url))
+    assert done.returncode == 1
+    assert "llama runner process has terminated" in error_lines(done.stderr)[0]
