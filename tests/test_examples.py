@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.fake_ollama import FakeOllama, FakeOllamaServer, call_text, final_text
-from tests.sandbox_fixtures import sandbox_image, docker_client  # noqa: F401  (fixtures)
+from fake_ollama import FakeOllama, FakeOllamaServer, call_text, final_text
+from sandbox_fixtures import sandbox_image, docker_client  # noqa: F401  (fixtures)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PAGES = Path(__file__).parent / "data" / "pages"

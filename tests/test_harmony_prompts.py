@@ -8,7 +8,7 @@ from agent import Agent, tool
 from agent.backends import ScriptedBackend, call, final
 from agent.harmony.encoding import get_encoding, special_ids
 from agent.harmony.render import prompt_view
-from tests.helpers import golden
+from helpers import golden
 
 
 @tool

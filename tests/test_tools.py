@@ -15,7 +15,7 @@ from agent.harmony.encoding import get_encoding
 from tools import FunctionTool, ToolRegistry, tool
 from tools.function import format_output
 from tools.schema import clean_schema
-from tests.helpers import golden
+from helpers import golden
 
 
 def rendered(*tools: FunctionTool) -> str:

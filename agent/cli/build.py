@@ -57,7 +57,14 @@ def make_tools(specs: list[str]) -> list[Any]:
 
     tools: list[Any] = []
     for spec in specs:
-        tools.extend(load_tools_file(spec) if is_tool_file(spec) else [spec])
+        if is_tool_file(spec):
+            tools.extend(load_tools_file(spec))
+        elif spec == "python":  # in the terminal, model-written code runs only after the user says yes
+            from sandbox import PythonTool
+
+            tools.append(PythonTool(requires_approval=True))
+        else:
+            tools.append(spec)
     return tools
 
 
