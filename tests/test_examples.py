@@ -163,3 +163,52 @@ def test_research(tmp_path):
     first, _, sources = proc.stdout.partition("\nSources:\n")
     assert first.startswith("Herons swallow fish whole ([127.0.0.1 L") and f"]({base}/guide.html))." in first
     assert sources.startswith(f"- {base}/guide.html (lines ")
+
+
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    import httpx
+
+    response = httpx.post(f"{url}/chat", json=payload, timeout=60)
+    return response.status_code, response.json()
+
+
+def _start_app(tmp_path: Path, ollama_url: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "OLLAMA_HOST": ollama_url, "OSS_AGENT_HOME": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "embed_in_app.py"), "--port", "0"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), proc.stderr.read()
+    return proc, line.split()[-1]
+
+
+def test_embed_in_app_keeps_one_conversation_per_user_across_restarts(tmp_path):
+    fake = FakeOllama(
+        [
+            final_text("Hello Alice."),
+            call_text("opening_hours", '{"day": "sunday"}'),
+            final_text("Closed on Sunday, Bob."),
+            final_text("You asked about greetings before, Alice."),
+        ]
+    )
+    with FakeOllamaServer(fake, lifetime=120) as ollama:
+        app, url = _start_app(tmp_path, ollama.url)
+        try:
+            assert _post(url, {"user": "alice", "message": "Hi, I am Alice."}) == (200, {"answer": "Hello Alice."})
+            assert _post(url, {"user": "bob", "message": "Open on Sunday?"}) == (200, {"answer": "Closed on Sunday, Bob."})
+        finally:
+            app.terminate()
+            app.wait(timeout=30)
+        app, url = _start_app(tmp_path, ollama.url)  # a restarted service
+        try:
+            status, body = _post(url, {"user": "alice", "message": "What did I say?"})
+            assert status == 200 and body == {"answer": "You asked about greetings before, Alice."}
+            assert _post(url, {"nope": 1})[0] == 400
+        finally:
+            app.terminate()
+            app.wait(timeout=30)
+    sent = prompts(fake)
+    assert "Hi, I am Alice." in sent[3] and "Hello Alice." in sent[3]  # Alice's conversation came back
+    assert "Open on Sunday?" not in sent[3] and "Hi, I am Alice." not in sent[1]  # and never mixed with Bob's
+    assert fake.remaining == 0
