@@ -6,8 +6,9 @@ tests. Every event carries the step (one model call) it belongs to.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from openai_harmony import Message
 
@@ -125,3 +126,26 @@ Event = Union[
     StepFinished,
     RunFinished,
 ]
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as plain JSON data: `type` first, Harmony messages as their dicts (`oss-agent run --json`)."""
+    data: dict[str, Any] = {"type": event.type}
+    for f in dataclasses.fields(event):
+        if f.name != "type":
+            data[f.name] = _plain(getattr(event, f.name))
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Message):
+        return _plain(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):  # enums
+        return value.value
+    return value

@@ -192,3 +192,19 @@ def test_a_turn_that_failed_after_the_model_answered_keeps_its_messages():
     with pytest.raises(MaxStepsError):
         a.run("go")
     assert [m.author.role.value for m in a.history] == ["user", "assistant"]
+
+
+def test_events_serialise_to_plain_json():
+    import json
+
+    from agent.events import event_to_dict
+
+    events = list(Agent(backend=ScriptedBackend(script()), tools=[lookup]).stream("What is k1?"))
+    data = [json.loads(json.dumps(event_to_dict(e))) for e in events]
+    call = next(d for d in data if d["type"] == "tool_call")
+    assert call["call"]["recipient"] == "functions.lookup" and call["call"]["arguments"] == '{"key": "k1"}'
+    message = next(d for d in data if d["type"] == "message")
+    assert message["message"]["role"] == "user" and message["message"]["content"][0]["text"] == "What is k1?"
+    step = next(d for d in data if d["type"] == "step")
+    assert step["usage"]["prompt_tokens"] > 0 and step["outcome"] == "tool_call"
+    assert data[-1]["type"] == "done" and data[-1]["result"]["output"] == "The value is value-of-k1."
