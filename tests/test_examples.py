@@ -6,26 +6,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from fake_ollama import FakeOllama, FakeOllamaServer, call_text, final_text
+from fake_web import FakeWeb, builtin_call
 from sandbox_fixtures import sandbox_image, docker_client  # noqa: F401  (fixtures)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-PAGES = Path(__file__).parent / "data" / "pages"
-
-
-def builtin_call(recipient: str, payload: str, analysis: str = "Use the tool.") -> str:
-    """Raw Ollama text of a built-in call (`browser.*`, `python`), as gpt-oss writes it."""
-    return (
-        f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
-        f"<|channel|>analysis to={recipient} code<|message|>{payload}"
-    )
 
 
 def run_example(name: str, fake: FakeOllama, tmp_path: Path, stdin: str = "", **env: str):
@@ -112,36 +101,9 @@ def test_data_analysis(tmp_path, sandbox_image):  # noqa: F811
     assert (tmp_path / "totals.csv").read_text() == "region,total\nnorth,255\nsouth,250\nwest,155\n"
 
 
-class _Site(BaseHTTPRequestHandler):
-    """A SearXNG JSON API and one page, on 127.0.0.1."""
-
-    def do_GET(self) -> None:  # noqa: N802
-        url = urlparse(self.path)
-        if url.path == "/search":
-            assert parse_qs(url.query)["format"] == ["json"]
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            body = json.dumps({"results": [{"title": "Herons of the Tidewater", "url": f"{base}/guide.html", "content": "A field guide."}]}).encode()
-            ctype = "application/json"
-        elif url.path == "/guide.html":
-            body, ctype = (PAGES / "guide.html").read_bytes(), "text/html; charset=utf-8"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_research(tmp_path):
-    site = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{site.server_address[1]}"
+    site = FakeWeb().start()
+    base = site.url
     fake = FakeOllama(
         [
             builtin_call("browser.search", '{"query": "heron swallows fish", "topn": 3}'),
@@ -156,8 +118,7 @@ def test_research(tmp_path):
             OSS_AGENT_SEARCH="searxng", OSS_AGENT_SEARXNG_URL=base, OSS_AGENT_BROWSER_ALLOW_HOSTS="127.0.0.1",
         )
     finally:
-        site.shutdown()
-        site.server_close()
+        site.stop()
     sent = prompts(fake)
     assert "Herons of the Tidewater" in sent[1] and "swallows fish whole" in sent[3]
     first, _, sources = proc.stdout.partition("\nSources:\n")

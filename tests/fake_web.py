@@ -1,0 +1,67 @@
+"""A tiny web on 127.0.0.1 for browser tests that run real programs: a SearXNG JSON API and one page."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+PAGES = Path(__file__).parent / "data" / "pages"
+
+
+def builtin_call(recipient: str, payload: str, analysis: str = "Use the tool.") -> str:
+    """Raw Ollama text of a built-in call (`browser.*`, `python`), as gpt-oss writes it."""
+    return (
+        f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
+        f"<|channel|>analysis to={recipient} code<|message|>{payload}"
+    )
+
+
+class _Site(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlparse(self.path)
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if url.path == "/search" and parse_qs(url.query).get("format") == ["json"]:
+            hits = [{"title": "Herons of the Tidewater", "url": f"{base}/guide.html", "content": "A field guide."}]
+            body, ctype = json.dumps({"results": hits}).encode(), "application/json"
+        elif url.path == "/guide.html":
+            body, ctype = (PAGES / "guide.html").read_bytes(), "text/html; charset=utf-8"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class FakeWeb:
+    """Serve the site on 127.0.0.1 until `stop()` (or 120 s)."""
+
+    def __init__(self, lifetime: float = 120.0) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._timer = threading.Timer(lifetime, self.httpd.shutdown)
+        self._timer.daemon = True
+
+    def start(self) -> FakeWeb:
+        self._thread.start()
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the browser at this site."""
+        return {"OSS_AGENT_SEARCH": "searxng", "OSS_AGENT_SEARXNG_URL": self.url, "OSS_AGENT_BROWSER_ALLOW_HOSTS": "127.0.0.1"}
