@@ -1,46 +1,16 @@
-"""Shared test setup: Docker availability for tests marked `docker`."""
+"""Shared test setup: Docker availability for tests marked `docker`; a no-network fixture."""
 
 from __future__ import annotations
-
-import functools
-import os
 
 import pytest
 
 
-@functools.cache
-def docker_available() -> str | None:
-    """None when a Docker daemon answers, else the reason it does not."""
-    try:
-        import docker
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `docker` skip without a daemon, or fail when OSS_AGENT_REQUIRE_DOCKER=1 (CI)."""
+    if item.get_closest_marker("docker"):
+        from sandbox_fixtures import require_docker
 
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.close()
-        return None
-    except Exception as exc:  # no socket, daemon down, permission denied
-        return f"no Docker daemon answers ({type(exc).__name__}: {exc})"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    docker_items = [item for item in items if item.get_closest_marker("docker")]
-    if not docker_items:
-        return
-    reason = docker_available()
-    if reason is None:
-        return
-    if os.environ.get("OSS_AGENT_REQUIRE_DOCKER") == "1":
-        fail = pytest.mark.usefixtures("_docker_required")
-        for item in docker_items:
-            item.add_marker(fail)
-    else:
-        for item in docker_items:
-            item.add_marker(pytest.mark.skip(reason=reason))
-
-
-@pytest.fixture
-def _docker_required() -> None:
-    pytest.fail(f"Docker is required here (OSS_AGENT_REQUIRE_DOCKER=1): {docker_available()}")
+        require_docker()
 
 
 @pytest.fixture
