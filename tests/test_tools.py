@@ -234,6 +234,11 @@ def test_output_formatting(value, text):
     assert format_output(value) == text
 
 
+def test_output_that_is_not_json_falls_back_to_str():
+    value = {"handle": Point}
+    assert format_output(value) == str(value)
+
+
 def test_registry_refuses_duplicates_and_unknown_builtins():
     @tool
     def a() -> str:

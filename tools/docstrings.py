@@ -55,6 +55,7 @@ def _parse_google(text: str) -> Docstring:
         if _GOOGLE_SECTION.match(line.strip()):
             i += 1
             current: str | None = None
+            base_indent = 0
             while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
                 stripped = lines[i].strip()
                 item = _GOOGLE_ITEM.match(stripped)

@@ -13,6 +13,7 @@ from typing import Any, get_type_hints, overload
 import pydantic
 from openai_harmony import ToolDescription
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticSerializationError
 
 from agent.errors import ConfigurationError, ToolRetry
 from tools.base import Tool, ToolCall
@@ -141,7 +142,7 @@ def format_output(value: Any) -> str:
     if isinstance(value, (dict, list, tuple, int, float, bool)) or value is None:
         try:
             return json.dumps(pydantic.TypeAdapter(Any).dump_python(value, mode="json"), ensure_ascii=False)
-        except (TypeError, ValueError, pydantic.PydanticSerializationError):
+        except (TypeError, ValueError, PydanticSerializationError):
             pass
     return str(value)
 

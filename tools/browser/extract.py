@@ -229,6 +229,6 @@ def _make_converter():
     )
 
     def convert(html: str) -> str:
-        return h2m.convert(html, options).content
+        return h2m.convert(html, options).content or ""
 
     return convert

@@ -99,10 +99,6 @@ class BrowserTool(BuiltinTool):
         """`text` with its citations turned into Markdown links."""
         return render_markdown(text, self.state.stack)
 
-    def citations(self, text: str) -> list[Citation]:
-        """The citation markers in `text`, resolved to URLs and line ranges."""
-        return find_citations(text, self.state.stack)
-
     async def invoke(self, call: ToolCall) -> str:
         method = call.method or call.recipient.rsplit(".", 1)[-1]
         args = _parse_arguments(call.arguments)
