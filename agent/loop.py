@@ -14,7 +14,7 @@ import asyncio
 import datetime
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from openai_harmony import Author, Message, Role
@@ -154,7 +154,7 @@ class Agent:
         finally:
             loop.run_until_complete(events.aclose())
 
-    def astream(self, prompt: str) -> AsyncIterator[Event]:
+    def astream(self, prompt: str) -> AsyncGenerator[Event, None]:
         """Async twin of `stream`."""
         return self._run_steps(prompt)
 
@@ -191,7 +191,7 @@ class Agent:
 
     # -- the loop ---------------------------------------------------------------
 
-    async def _run_steps(self, prompt: str) -> AsyncIterator[Event]:
+    async def _run_steps(self, prompt: str) -> AsyncGenerator[Event, None]:
         """One user turn. A turn that ends before the model produced anything (server down,
         context overflow, cancelled) leaves the conversation as it was, so it can simply be retried."""
         result = RunResult(output="")
@@ -315,7 +315,9 @@ class Agent:
         except MalformedCompletion as bad:
             sample.error = bad
         finally:
-            await stream.aclose()
+            close = getattr(stream, "aclose", None)  # async generators stop the server stream on close
+            if close is not None:
+                await close()
         sample.tokens = parser.tokens
 
     async def _call_tool(
