@@ -5,7 +5,8 @@
    prompt and number of new tokens. Goal: ratio below 1.1.
 2. Prefix reuse: a 10-step tool chain where each prompt extends the previous
    one. With reuse, each step prefills only what the cache has not seen: the
-   new tokens (tool result and assistant header) plus the last sampled token.
+   new tokens (tool result and assistant header); the last sampled token is
+   run through the model right after each stream ends.
    The reference is the same chain with reuse turned off.
 
 Needs the `transformers` extra; CPU only; nothing is downloaded.
@@ -148,7 +149,7 @@ def _reuse_rows(model, repeats: int, new_tokens: int) -> list[dict]:
         {"name": "prefilled tokens per step (with reuse)", "value": ", ".join(map(str, prefilled))},
         {"name": "cached tokens per step (with reuse)", "value": ", ".join(str(c) for _, c, _ in rows)},
         {"name": "new tokens per step (prompt growth beyond what was sampled)", "value": ", ".join(map(str, new))},
-        {"name": "max prefilled minus new, steps 2+ (1 = the last sampled token)", "value": over},
+        {"name": "max prefilled minus new, steps 2+ (0 = only new tokens prefilled)", "value": over},
     ]
 
 

@@ -110,10 +110,10 @@ def test_prefix_reuse_gives_identical_greedy_output_and_prefills_only_new_tokens
     assert reused[0][2].cached_prompt_tokens == 0
     for (prev_prompt, prev_completion, _), (prompt, _, usage) in itertools.pairwise(reused):
         assert prompt[: len(prev_prompt) + len(prev_completion)] == prev_prompt + prev_completion
-        # the cache holds the previous prompt and all sampled tokens but the last (never run through the model)
-        assert usage.cached_prompt_tokens == len(prev_prompt) + len(prev_completion) - 1
+        # the cache holds the previous prompt and every sampled token (the last one is run after the stream)
+        assert usage.cached_prompt_tokens == len(prev_prompt) + len(prev_completion)
         new_tokens = len(prompt) - len(prev_prompt) - len(prev_completion)
-        assert usage.prompt_tokens - usage.cached_prompt_tokens == new_tokens + 1
+        assert usage.prompt_tokens - usage.cached_prompt_tokens == new_tokens
 
 
 def test_divergent_prompt_crops_the_cache_to_the_common_prefix(model):

@@ -31,6 +31,7 @@ from agent.errors import (
     ModelNotFoundError,
     OssAgentError,
 )
+from agent.harmony.encoding import special_ids
 
 HARMONY_VOCAB = 201088
 
@@ -104,6 +105,7 @@ class TransformersBackend:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="oss-agent-transformers")
             job = loop.run_in_executor(self._executor, self._run, request, emit, cancel)
+            kind = ""
             try:
                 while True:
                     kind, value = await queue.get()
@@ -122,9 +124,11 @@ class TransformersBackend:
                     elif kind == "end":
                         break
             finally:
-                cancel.set()
-                with contextlib.suppress(BaseException):  # the worker reports through the queue
-                    await asyncio.shield(job)
+                if kind != "end":  # stopped early: tell the worker and wait for it
+                    cancel.set()
+                    with contextlib.suppress(BaseException):  # the worker reports through the queue
+                        await asyncio.shield(job)
+                # after "end" the worker may still be caching the last token; the next job queues behind it
 
     async def aclose(self) -> None:
         async with self._lock():
@@ -181,11 +185,12 @@ class TransformersBackend:
         self._keep_kw = "logits_to_keep" in params
 
     def _run(self, request: CompletionRequest, emit: Callable[..., None], cancel: threading.Event) -> None:
+        last: int | None = None
         try:
             import torch
 
             with torch.inference_mode():
-                usage = self._generate(request, emit, cancel)
+                usage, last = self._generate(request, emit, cancel)
             emit("usage", usage)
         except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost in the thread
             self.clear_cache()  # a failed forward may leave the cache half-updated
@@ -194,8 +199,30 @@ class TransformersBackend:
             emit("error", exc)
         finally:
             emit("end")
+        if last is not None and last != special_ids().return_ and not cancel.is_set():
+            self._warm(last)
 
-    def _generate(self, request: CompletionRequest, emit: Callable[..., None], cancel: threading.Event) -> Usage:
+    def _warm(self, token: int) -> None:
+        """Run the last sampled token through the model after the stream ended.
+
+        The next prompt of a tool chain starts with it, so its cache entry is
+        ready and only the new tokens are prefilled; this runs on the worker
+        thread while the caller is busy with the tool.
+        """
+        if self._cache is None or len(self._cache_ids) >= self.context_window:
+            return
+        try:
+            import torch
+
+            with torch.inference_mode():
+                self._forward([token])
+        except Exception:  # noqa: BLE001 - the next request simply prefills the token itself
+            self.clear_cache()
+
+    def _generate(
+        self, request: CompletionRequest, emit: Callable[..., None], cancel: threading.Event
+    ) -> tuple[Usage, int]:
+        """Prefill what the cache lacks, then sample; returns the usage and the last sampled token."""
         from transformers import DynamicCache
 
         self.load()
@@ -229,7 +256,7 @@ class TransformersBackend:
                 break
             logits = self._forward([token])
         done = time.perf_counter()
-        return Usage(
+        usage = Usage(
             prompt_tokens=len(prompt),
             cached_prompt_tokens=keep,
             completion_tokens=produced,
@@ -237,6 +264,7 @@ class TransformersBackend:
             completion_seconds=done - prefilled,
             total_seconds=done - started,
         )
+        return usage, token
 
     def _forward(self, ids: list[int]) -> Any:
         import torch
