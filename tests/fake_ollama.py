@@ -292,11 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class FakeOllamaServer:
-    """Serve `fake` on 127.0.0.1 in a background thread; stops on exit or after `lifetime` s."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a background thread; stops on exit or after `lifetime` s."""
 
-    def __init__(self, fake: FakeOllama, port: int = 0, lifetime: float = 120.0) -> None:
-        handler = type("Handler", (_Handler,), {"fake": fake})
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0, lifetime: float = 120.0) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -304,7 +303,7 @@ class FakeOllamaServer:
         self._timer = threading.Timer(lifetime, self.httpd.shutdown)
         self._timer.daemon = True
 
-    def start(self) -> FakeOllamaServer:
+    def start(self):
         self._thread.start()
         self._timer.start()
         return self
@@ -320,11 +319,18 @@ class FakeOllamaServer:
         self._timer.cancel()
         self.httpd.server_close()
 
-    def __enter__(self) -> FakeOllamaServer:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeOllamaServer(LocalServer):
+    """Serve `fake` on 127.0.0.1 in a background thread; stops on exit or after `lifetime` s."""
+
+    def __init__(self, fake: FakeOllama, port: int = 0, lifetime: float = 120.0) -> None:
+        super().__init__(type("Handler", (_Handler,), {"fake": fake}), port, lifetime)
 
 
 def load_script(path: str) -> FakeOllama:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from fake_ollama import LocalServer
 
 PAGES = Path(__file__).parent / "data" / "pages"
 
@@ -41,26 +42,11 @@ class _Site(BaseHTTPRequestHandler):
         pass
 
 
-class FakeWeb:
-    """Serve the site on 127.0.0.1 until `stop()` (or 120 s)."""
+class FakeWeb(LocalServer):
+    """Serve the site on 127.0.0.1 until `stop()` (or `lifetime` s)."""
 
     def __init__(self, lifetime: float = 120.0) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._timer = threading.Timer(lifetime, self.httpd.shutdown)
-        self._timer.daemon = True
-
-    def start(self) -> FakeWeb:
-        self._thread.start()
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(_Site, lifetime=lifetime)
 
     def env(self) -> dict[str, str]:
         """Environment that points the browser at this site."""
