@@ -45,7 +45,7 @@ from agent.events import (
 )
 from agent.harmony.encoding import special_ids
 from agent.harmony.parse import CompletionParser, MalformedCompletion, message_text
-from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_turn
+from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
 from agent.harmony.sanitize import neutralize
 from tools.base import Tool, ToolCall
 from tools.registry import ToolLike, ToolRegistry
@@ -233,7 +233,7 @@ class Agent:
                     raise ModelOutputError(
                         f"the model's output could not be parsed {bad_outputs} times in a row "
                         f"({sample.error}); try again or lower the reasoning effort",
-                        raw=self._text(sample.tokens),
+                        raw=render_text(sample.tokens),
                     )
                 for message in sample.error.messages:
                     yield self._add(message, result, step)
@@ -406,12 +406,6 @@ class Agent:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop
-
-    @staticmethod
-    def _text(tokens: list[int]) -> str:
-        from agent.harmony.render import render_text
-
-        return render_text(tokens)
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -84,12 +84,7 @@ class CompletionParser:
         return messages  # type: ignore[return-value]
 
     def _failure(self, reason: str) -> MalformedCompletion:
-        complete = [m for m in self._parser.messages]
-        return MalformedCompletion(reason, complete, self.tokens[: self.complete_tokens])
-
-    @property
-    def raw_text(self) -> str:
-        return get_encoding().decode(self.tokens)
+        return MalformedCompletion(reason, list(self._parser.messages), self.tokens[: self.complete_tokens])
 
 
 def normalize(message: Message) -> Message | None:
@@ -102,11 +97,12 @@ def normalize(message: Message) -> Message | None:
     recipient = message.recipient
     if recipient and "." not in recipient and not recipient.startswith(KNOWN_PREFIXES):
         return None  # free text in the header (`hello world<|message|>`), read as a recipient
-    text = "".join(getattr(c, "text", "") for c in message.content)
+    text = message_text(message)
     if not recipient and "<|start|>" in text and "<|message|>" in text:
         return None  # a missing `<|end|>` glued two messages together
     return message
 
 
 def message_text(message: Message) -> str:
+    """The text of a message's content."""
     return "".join(getattr(c, "text", "") for c in message.content)
