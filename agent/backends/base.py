@@ -34,6 +34,9 @@ class Usage:
     prompt_seconds: float = 0.0  # prefill time
     completion_seconds: float = 0.0  # decode time
     total_seconds: float = 0.0
+    # "length" when the server (or the backend itself) cut the completion at the token
+    # budget or the context window; the loop never executes or returns a cut completion.
+    finish_reason: str | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -43,6 +46,7 @@ class Usage:
             self.prompt_seconds + other.prompt_seconds,
             self.completion_seconds + other.completion_seconds,
             self.total_seconds + other.total_seconds,
+            other.finish_reason or self.finish_reason,
         )
 
 
