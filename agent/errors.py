@@ -44,6 +44,10 @@ class ToolRetriesExhausted(RunLimitError):
     """A tool failed more times than its retry budget allows."""
 
 
+class CompletionCutError(RunLimitError):
+    """The model's output kept being cut at the completion budget or the context window."""
+
+
 class ContextOverflowError(RunLimitError):
     """The prompt does not fit the backend's context window with room for a completion."""
 

@@ -21,6 +21,8 @@ from openai_harmony import Author, Message, Role
 
 from agent.backends.base import Backend, CompletionRequest, Usage, shared_prefix
 from agent.errors import (
+    BackendError,
+    CompletionCutError,
     ConfigurationError,
     ContextOverflowError,
     MaxStepsError,
@@ -44,9 +46,9 @@ from agent.events import (
     ToolResultEvent,
 )
 from agent.harmony.encoding import special_ids
-from agent.harmony.parse import CompletionParser, MalformedCompletion, message_text
+from agent.harmony.parse import CompletionParser, Reading, message_text, vocabulary_size
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
-from agent.harmony.sanitize import neutralize
+from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
 from tools.base import Tool, ToolCall
 from tools.registry import ToolLike, ToolRegistry
 
@@ -58,11 +60,11 @@ _DELTAS = {"reasoning": ReasoningDelta, "preamble": PreambleDelta, "text": TextD
 class _Sample:
     """What one sampling pass produced."""
 
-    messages: list[Message] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
+    reading: Reading = field(default_factory=Reading)
+    tokens: list[int] = field(default_factory=list)  # as sampled
     usage: Usage = field(default_factory=Usage)
     backend_s: float = 0.0
-    error: MalformedCompletion | None = None
+    answer_streamed: str = ""  # final-answer text already sent as `TextDelta`s
 
 
 class Agent:
@@ -104,7 +106,7 @@ class Agent:
         self.settings = PromptSettings(
             reasoning_effort=reasoning_effort,
             date=date or datetime.date.today().isoformat(),
-            instructions=instructions,
+            instructions=clean_text(instructions) if instructions else instructions,
             builtins=self.tools.system_namespaces(),
             functions=self.tools.function_descriptions(),
         )
@@ -194,8 +196,13 @@ class Agent:
     async def _run_steps(self, prompt: str) -> AsyncGenerator[Event, None]:
         """One user turn. A turn that ends before the model produced anything (server down,
         context overflow, cancelled) leaves the conversation as it was, so it can simply be retried."""
+        if len(prompt) > MAX_MESSAGE_CHARS:
+            raise ContextOverflowError(
+                f"the message is {len(prompt):,} characters; at most {MAX_MESSAGE_CHARS:,} fit in one message "
+                "(about 125k tokens): shorten it, or give the agent a tool that reads it in parts"
+            )
         result = RunResult(output="")
-        user = Message.from_role_and_content(Role.USER, neutralize(prompt))
+        user = Message.from_role_and_content(Role.USER, clean_text(prompt))
         self.history.append(user)
         result.messages.append(user)
         reached_model = False
@@ -227,43 +234,39 @@ class Agent:
             result.usage += sample.usage
             tool_s, outcome = 0.0, "continue"
 
-            if sample.error is not None:  # keep what was complete, then sample again
+            reading = sample.reading
+            for message in reading.messages:  # only usable messages ever reach the history
+                yield self._add(message, result, step)
+            last = reading.last
+            if reading.problem is not None:  # keep what was usable, then sample again
                 bad_outputs += 1
                 if bad_outputs > self.output_retries:
-                    raise ModelOutputError(
-                        f"the model's output could not be parsed {bad_outputs} times in a row "
-                        f"({sample.error}); try again or lower the reasoning effort",
-                        raw=render_text(sample.tokens),
-                    )
-                for message in sample.error.messages:
-                    yield self._add(message, result, step)
-                prompt_ids = prompt_ids + sample.error.tokens + list(special_ids().assistant_header)
+                    raise self._bad_output_error(reading, bad_outputs, sample)
+                prompt_ids = _continued(prompt_ids, reading)
                 outcome = "retry"
-            else:
+            elif last is not None and last.recipient:
                 bad_outputs = 0
-                for message in sample.messages:
-                    yield self._add(message, result, step)
-                last = sample.messages[-1] if sample.messages else None
-                if last is not None and last.recipient:
-                    signature = (last.recipient, message_text(last))
-                    repeats = repeats + 1 if signature == last_call else 1
-                    last_call = signature
-                    if repeats >= self.max_repeated_calls:
-                        raise RepeatedToolCallError(
-                            f"the model called {last.recipient} with the same arguments {repeats} times in a row"
-                        )
-                    tool_started = time.perf_counter()
-                    async for event in self._call_tool(last, step, result, failures):
-                        yield event
-                    tool_s = time.perf_counter() - tool_started
-                    reply = self.history[-1]
-                    prompt_ids = extend_chain(prompt_ids, sample.tokens, special_ids().call, [reply])
-                    outcome = "tool_call"
-                elif last is not None and last.channel == "final":
-                    result.output = message_text(last)
-                    outcome = "final"
-                else:  # only reasoning or a preamble (often a completion cut by the token budget)
-                    prompt_ids = render_turn(self.settings, self.history)
+                signature = (last.recipient, message_text(last))
+                repeats = repeats + 1 if signature == last_call else 1
+                last_call = signature
+                if repeats >= self.max_repeated_calls:
+                    raise RepeatedToolCallError(
+                        f"the model called {last.recipient} with the same arguments {repeats} times in a row"
+                    )
+                tool_started = time.perf_counter()
+                async for event in self._call_tool(last, step, result, failures):
+                    yield event
+                tool_s = time.perf_counter() - tool_started
+                prompt_ids = extend_chain(prompt_ids, reading.tokens, special_ids().call, [self.history[-1]])
+                outcome = "tool_call"
+            elif last is not None and last.channel == "final":
+                result.output = message_text(last)
+                if result.output.startswith(sample.answer_streamed) and len(result.output) > len(sample.answer_streamed):
+                    yield TextDelta(result.output[len(sample.answer_streamed) :], step)  # read, not streamed, as final
+                outcome = "final"
+            else:  # only reasoning or a preamble: the model goes on from there
+                bad_outputs = 0
+                prompt_ids = _continued(prompt_ids, reading)
 
             duration = time.perf_counter() - started
             finished = StepFinished(
@@ -275,7 +278,7 @@ class Agent:
                 duration_s=duration,
                 backend_s=sample.backend_s,
                 overhead_s=max(0.0, duration - sample.backend_s - tool_s),
-                error=str(sample.error) if sample.error else None,
+                error=sample.reading.problem,
             )
             result.steps.append(finished)
             yield finished
@@ -286,8 +289,9 @@ class Agent:
 
     async def _sample(self, prompt_ids: list[int], step: int, sample: _Sample) -> AsyncIterator[Event]:
         """Stream one completion through the parser, yielding text deltas."""
-        parser = CompletionParser()
+        parser = CompletionParser(self.tools.route)
         request = CompletionRequest(prompt_ids, special_ids().stops, self.backend.max_completion_tokens)
+        vocabulary = vocabulary_size()
         stream = self.backend.stream(request)
         try:
             while True:
@@ -301,24 +305,42 @@ class Agent:
                 if isinstance(piece, Usage):
                     sample.usage = piece
                     continue
-                if parser.done:  # past a stop token: wait for the usage, ignore the text
+                if parser.done:  # past the end of the answer or call: wait for the usage, ignore the text
                     continue
                 for token in piece:
+                    if not 0 <= token < vocabulary:
+                        raise BackendError(
+                            f"the server sent token id {token}, which the Harmony vocabulary does not have "
+                            f"(0–{vocabulary - 1}); is it serving a gpt-oss model?"
+                        )
                     delta = parser.feed(token)
                     if delta is not None and delta.kind in _DELTAS:
+                        if delta.kind == "text":
+                            sample.answer_streamed += delta.text
                         yield _DELTAS[delta.kind](delta.text, step)
                     if parser.done:
                         break
-            sample.messages = parser.finish()
-            if not sample.usage.prompt_tokens:  # the backend reported nothing: count ourselves
-                sample.usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(parser.tokens))
-        except MalformedCompletion as bad:
-            sample.error = bad
         finally:
             close = getattr(stream, "aclose", None)  # async generators stop the server stream on close
             if close is not None:
                 await close()
         sample.tokens = parser.tokens
+        cut = sample.usage.finish_reason == "length" or (not parser.done and len(parser.tokens) >= request.max_tokens)
+        sample.reading = parser.finish(cut=cut)
+        if not sample.usage.prompt_tokens:  # the backend reported nothing: count ourselves
+            sample.usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(parser.tokens))
+
+    def _bad_output_error(self, reading: Reading, times: int, sample: _Sample) -> OssAgentError:
+        if reading.cut:
+            return CompletionCutError(
+                f"the model's output was cut at the completion budget ({self.backend.max_completion_tokens} tokens) "
+                f"or the context window {times} times in a row; raise max_completion_tokens or lower the reasoning effort"
+            )
+        return ModelOutputError(
+            f"the model's output could not be parsed {times} times in a row ({reading.problem}); "
+            "try again or lower the reasoning effort",
+            raw=render_text(sample.tokens),
+        )
 
     async def _call_tool(
         self, message: Message, step: int, result: RunResult, failures: dict[str, int]
@@ -336,22 +358,21 @@ class Agent:
             output = error = str(exc)
         yield ToolCallEvent(call, step)
         if tool is not None:
-            output, error = await self._invoke(tool, call)
+            try:
+                output, error = await self._invoke(tool, call)
+            except BaseException:  # cancelled, Ctrl-C, or a failure that ends the run: the call still gets a result
+                self._append(_tool_reply(call, f"{call.recipient} did not finish: the run was stopped"), result)
+                raise
         budget_key = tool.name if tool is not None else call.recipient
         if error is None:
             failures.pop(budget_key, None)
         else:
             failures[budget_key] = failures.get(budget_key, 0) + 1
-        output = neutralize(_truncate(output, tool.max_output_chars if tool else 2_000))
+        output = clean_text(_truncate(output, min(tool.max_output_chars if tool else 2_000, MAX_MESSAGE_CHARS)))
         duration = time.perf_counter() - started
         result.tool_calls.append(ToolCallRecord(call, output, error, duration))
         yield ToolResultEvent(call, output, step, error, duration)
-        reply = (
-            Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), output)
-            .with_recipient("assistant")
-            .with_channel(channel)
-        )
-        yield self._add(reply, result, step)
+        yield self._add(_tool_reply(call, output), result, step)
         retries = tool.retries if tool is not None else 3
         if failures.get(budget_key, 0) > retries:
             raise ToolRetriesExhausted(f"{budget_key} failed {failures[budget_key]} times; last error: {error}")
@@ -376,16 +397,26 @@ class Agent:
             return message, message
         except OssAgentError:
             raise  # infrastructure (backend, sandbox) failures end the run
-        except Exception as exc:  # the tool's own bug: tell the model, not the host's traceback
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # the run itself is being cancelled
+            message = f"{call.recipient} failed: it cancelled itself"
+            return message, message
+        except (KeyboardInterrupt, GeneratorExit):
+            raise  # the user's Ctrl-C (sync tools run in a thread, where this cannot come from the user)
+        except BaseException as exc:  # the tool's own bug or its sys.exit(): tell the model, not the host's traceback
             message = f"{call.recipient} failed: {type(exc).__name__}: {exc}"
             return message, message
 
     # -- helpers ----------------------------------------------------------------
 
     def _add(self, message: Message, result: RunResult, step: int) -> MessageEvent:
+        self._append(message, result)
+        return MessageEvent(message, step)
+
+    def _append(self, message: Message, result: RunResult) -> None:
         self.history.append(message)
         result.messages.append(message)
-        return MessageEvent(message, step)
 
     def _check_context(self, prompt_ids: list[int]) -> None:
         room = self.backend.context_window - self.backend.max_completion_tokens
@@ -406,6 +437,27 @@ class Agent:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop
+
+
+def _continued(prompt: list[int], reading: Reading) -> list[int]:
+    """The prompt to sample again from: the kept messages as they are, then a new assistant header."""
+    if not reading.tokens:
+        return prompt  # nothing usable: the same prompt, never a doubled `<|start|>assistant`
+    return prompt + reading.tokens + list(special_ids().assistant_header)
+
+
+def _tool_reply(call: ToolCall, output: str) -> Message:
+    return (
+        Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), output)
+        .with_recipient("assistant")
+        .with_channel(call.channel)
+    )
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return True if task is None or cancelling is None else cancelling() > 0
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from openai_harmony import ToolNamespaceConfig
 
+# Seconds a call may take before the model is told it timed out; `timeout=None` opts out.
+DEFAULT_TOOL_TIMEOUT = 120.0
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -36,7 +39,7 @@ class Tool(ABC):
     name: str
     requires_approval: bool = False
     retries: int = 3
-    timeout: float | None = None
+    timeout: float | None = DEFAULT_TOOL_TIMEOUT
     max_output_chars: int = 20_000
 
     @abstractmethod

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError
 
 from agent.errors import ConfigurationError, ToolRetry
-from tools.base import Tool, ToolCall
+from tools.base import DEFAULT_TOOL_TIMEOUT, Tool, ToolCall
 from tools.docstrings import parse_docstring
 from tools.schema import clean_schema
 
@@ -35,7 +35,7 @@ class FunctionTool(Tool):
         *,
         name: str | None = None,
         description: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TOOL_TIMEOUT,
         retries: int = 3,
         requires_approval: bool = False,
         max_output_chars: int = 20_000,
@@ -80,8 +80,23 @@ class FunctionTool(Tool):
         if self.is_async:
             value = await self.fn(**kwargs)
         else:
-            value = await asyncio.to_thread(self.fn, **kwargs)
+            value = await asyncio.to_thread(_in_thread, self.fn, kwargs)
         return format_output(value)
+
+
+class ToolExit(Exception):
+    """A tool raised `SystemExit`, `KeyboardInterrupt` or another `BaseException` of its own."""
+
+
+def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    # Nothing raised in a worker thread is the user's Ctrl-C: a tool's `sys.exit()` or
+    # `raise KeyboardInterrupt` becomes an ordinary error the model is told about.
+    try:
+        return fn(**kwargs)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise ToolExit(f"raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}") from None
 
 
 @overload
@@ -91,7 +106,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TOOL_TIMEOUT,
     retries: int = 3,
     requires_approval: bool = False,
     max_output_chars: int = 20_000,

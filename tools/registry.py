@@ -61,6 +61,24 @@ class ToolRegistry:
             names += [f"{name}.{m}" for m in members] or [name]
         return names
 
+    def route(self, recipient: str) -> str | None:
+        """The recipient a sampled header means, or None if it names nothing offered.
+
+        `functions.*` is always a call (an unknown function is answered with an
+        error the model can act on); a bare offered name gets its namespace
+        (`get_weather` -> `functions.get_weather`, as the gpt-oss reference
+        server reads it); a built-in namespace that is not offered (`python`,
+        `container.exec` with no such tool) is not a call.
+        """
+        if recipient.startswith("functions."):
+            return recipient
+        namespace = recipient.partition(".")[0]
+        if namespace in self.builtins:
+            return recipient
+        if "." not in recipient and recipient in self.functions:
+            return f"functions.{recipient}"
+        return None
+
     def resolve(self, recipient: str, arguments: str, channel: str) -> tuple[Tool, ToolCall]:
         """Find the tool a recipient names; `ToolRetry` explains an unknown one to the model."""
         target = recipient.strip()
