@@ -21,7 +21,7 @@ def builtin_call(recipient: str, payload: str, analysis: str = "Use the tool.") 
 
 
 class _Site(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
         if url.path == "/search" and parse_qs(url.query).get("format") == ["json"]:
@@ -51,3 +51,31 @@ class FakeWeb(LocalServer):
     def env(self) -> dict[str, str]:
         """Environment that points the browser at this site."""
         return {"OSS_AGENT_SEARCH": "searxng", "OSS_AGENT_SEARXNG_URL": self.url, "OSS_AGENT_BROWSER_ALLOW_HOSTS": "127.0.0.1"}
+
+
+def requested_url(request) -> str:
+    """The URL a pinned browser request asked for: it is sent to the checked address, with the Host header."""
+    return str(request.url.copy_with(netloc=request.headers["host"].encode("ascii")))
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def allow_only_loopback(monkeypatch) -> None:
+    """Make any name lookup or connection other than to loopback fail the test."""
+    import socket
+
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            raise AssertionError(f"a browser test tried to resolve {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a browser test tried to connect to {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fake_web import requested_url
 
 from agent import Agent
 from agent.backends import ScriptedBackend, call, final
@@ -33,7 +34,7 @@ class FakeSearch:
 
 def make_browser() -> BrowserTool:
     def site(request: httpx.Request) -> httpx.Response:
-        if str(request.url) == GUIDE_URL:
+        if requested_url(request) == GUIDE_URL:
             return httpx.Response(
                 200, headers={"content-type": "text/html"}, content=(PAGES / "guide.html").read_bytes()
             )

@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
+from fake_web import allow_only_loopback, requested_url
 
 from tools.browser.fetch import ALLOW_HOSTS_ENV, Fetcher, FetchError, HostPolicy
 
 PUBLIC = "93.184.216.34"
 
 
-LOOPBACK = ("127.0.0.1", "::1")
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Only loopback connections are possible in these tests."""
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in LOOPBACK:
-            raise AssertionError(f"a browser test tried to resolve {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def connect(self, address):
-        if isinstance(address, tuple) and address[0] not in LOOPBACK:
-            raise AssertionError(f"a browser test tried to connect to {address}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
+    allow_only_loopback(monkeypatch)
 
 
 def fake_resolver(table: dict[str, list[str]]):
@@ -104,7 +90,7 @@ def test_redirect_to_a_private_address_is_refused_on_that_hop():
     seen = []
 
     def handler(request):
-        seen.append(str(request.url))
+        seen.append(requested_url(request))
         return httpx.Response(302, headers={"location": "http://metadata.example.com/latest/"})
 
     fetcher = make_fetcher(handler, {"metadata.example.com": ["169.254.169.254"]})
@@ -153,7 +139,7 @@ def test_requests_go_to_the_checked_address_when_pinned():
         seen.append(request)
         return html("<p>pinned</p>")
 
-    fetcher = make_fetcher(handler, pin_addresses=True)
+    fetcher = make_fetcher(handler)
     result = run(fetcher.fetch("https://site.example.com:8443/a?b=1"))
     assert result.url == "https://site.example.com:8443/a?b=1"
     (request,) = seen
@@ -267,7 +253,6 @@ def test_pinned_request_over_a_real_connection():
                 resolver=fake_resolver({"docs.intranet.test": ["127.0.0.1"]}),
                 policy=HostPolicy(["127.0.0.1"]),
             )
-            assert fetcher.pin_addresses
             try:
                 return await fetcher.fetch(f"http://docs.intranet.test:{port}/page")
             finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fake_web import requested_url
 from openai_harmony import ToolNamespaceConfig
 
 from agent.errors import ToolRetry
@@ -53,7 +54,7 @@ class FakeSearch:
 
 
 def site(request: httpx.Request) -> httpx.Response:
-    url = str(request.url)
+    url = requested_url(request)
     if url == GUIDE_URL:
         return httpx.Response(
             200, headers={"content-type": "text/html"}, content=(PAGES / "guide.html").read_bytes()
@@ -78,7 +79,7 @@ def make_tool(search=None, **kwargs) -> tuple[BrowserTool, list[str]]:
     fetched = []
 
     def handler(request):
-        fetched.append(str(request.url))
+        fetched.append(requested_url(request))
         return site(request)
 
     async def resolver(host, port):

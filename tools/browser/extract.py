@@ -13,7 +13,8 @@ from urllib.parse import urljoin, urlsplit
 
 import lxml.etree
 
-from tools.browser.page import Page, get_domain
+from tools.browser.charset import valid_text
+from tools.browser.page import Page, display_url, get_domain
 
 # Elements whose content is never page text.
 _DROP_TAGS = (
@@ -60,9 +61,10 @@ def clean_text(text: str) -> str:
 def html_to_page(html: str, url: str, title: str | None = None) -> Page:
     """Turn an HTML document into a page whose text starts with a `URL:` line."""
     global _parser
+    url = display_url(url)
     if _parser is None:
         _parser = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
-    html = _XML_DECL_RE.sub("", clean_text(html), count=1).replace("\r\n", "\n")
+    html = _XML_DECL_RE.sub("", clean_text(valid_text(html)), count=1).replace("\r\n", "\n")
     try:
         root = lxml.etree.fromstring(html, _parser) if html.strip() else None
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
@@ -93,7 +95,8 @@ def html_to_page(html: str, url: str, title: str | None = None) -> Page:
 
 def text_to_page(text: str, url: str, title: str | None = None) -> Page:
     """Turn plain text (or raw source) into a page, keeping its lines as they are."""
-    text = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
+    url = display_url(url)
+    text = clean_text(valid_text(text)).replace("\r\n", "\n").replace("\r", "\n")
     return Page(url=url, title=title or get_domain(url), text=f"\nURL: {url}\n{text}")
 
 

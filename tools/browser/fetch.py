@@ -2,26 +2,32 @@
 
 Only http(s) URLs whose host resolves to public addresses are fetched; the
 check runs on every redirect hop, after DNS resolution, and the request is
-then sent to the address that was checked (so a second DNS answer cannot
-point it elsewhere). `OSS_AGENT_BROWSER_ALLOW_HOSTS` (comma-separated host
-names, addresses or networks) opens chosen intranet hosts. Bodies are read up
-to a byte cap, only for an allow-list of text content types, within a deadline.
+then sent to the address that was checked, whatever client or transport is
+used (so a second DNS answer cannot point it elsewhere). URLs are parsed once,
+by httpx, so the host that is checked is the host that is contacted.
+`OSS_AGENT_BROWSER_ALLOW_HOSTS` (comma-separated host names, addresses or
+networks) opens chosen intranet hosts. Bodies are read up to a byte cap, only
+for an allow-list of text content types, within a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
-import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
-ALLOW_HOSTS_ENV = "OSS_AGENT_BROWSER_ALLOW_HOSTS"
+from tools.browser.addresses import ALLOW_HOSTS_ENV, HostPolicy, is_public
+from tools.browser.charset import decode, valid_text
+from tools.browser.extract import clean_text
+from tools.browser.page import display_url
+
+__all__ = ["ALLOW_HOSTS_ENV", "FetchError", "FetchResult", "Fetcher", "HostPolicy", "decode", "is_public"]
+
 MAX_BYTES = 5_000_000
 MAX_REDIRECTS = 5
 USER_AGENT = "Mozilla/5.0 (compatible; oss-agent browser)"
@@ -32,15 +38,19 @@ TEXT_TYPES = frozenset((
     "application/json", "application/xml", "application/rss+xml", "application/atom+xml",
 ))  # fmt: skip
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
-_META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class FetchError(Exception):
-    """A page could not or may not be fetched; the message is meant for the model."""
+    """A page could not or may not be fetched; the message is meant for the model.
+
+    The message never spells link or citation markers, whatever URL or server
+    error it quotes.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(valid_text(clean_text(message)))
 
 
 @dataclass(frozen=True)
@@ -55,47 +65,7 @@ class FetchResult:
 async def system_resolver(host: str, port: int) -> list[str]:
     """Every address `host` resolves to, via the system resolver."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
-
-
-class HostPolicy:
-    """Which hosts may be fetched: public addresses, plus an explicit allow-list."""
-
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        self.names: set[str] = set()
-        self.networks: list[Network] = []
-        for entry in allow:
-            entry = entry.strip().lower().strip("[]")
-            if not entry:
-                continue
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self.names.add(entry.rstrip("."))
-
-    @classmethod
-    def from_env(cls) -> HostPolicy:
-        return cls(os.environ.get(ALLOW_HOSTS_ENV, "").split(","))
-
-    def host_allowed(self, host: str) -> bool:
-        return host.lower().rstrip(".") in self.names
-
-    def address_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if any(ip in net for net in self.networks):
-            return True
-        return is_public(ip)
-
-
-def is_public(ip: Address) -> bool:
-    """True for globally routable unicast addresses (IPv4-mapped forms judged as IPv4)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None:
-            return is_public(embedded)
-        if ip.teredo is not None:
-            return False
-    return ip.is_global and not ip.is_multicast
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class Fetcher:
@@ -113,7 +83,6 @@ class Fetcher:
         timeout: float = 15.0,
         connect_timeout: float = 5.0,
         deadline: float = 20.0,
-        pin_addresses: bool | None = None,
     ) -> None:
         self._client = client
         self._own_client = client is None
@@ -125,11 +94,6 @@ class Fetcher:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.deadline = deadline
-        # Pinning rewrites the request to the checked address; injected clients
-        # and transports (tests, proxies) see the host name unless asked.
-        self.pin_addresses = (
-            (client is None and transport is None) if pin_addresses is None else pin_addresses
-        )
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -156,21 +120,23 @@ class Fetcher:
             raise FetchError(f"timed out after {self.deadline:g} s") from None
         except httpx.TimeoutException:
             raise FetchError("timed out") from None
+        except httpx.InvalidURL as exc:  # also raised for a malformed redirect target
+            raise FetchError(f"Invalid URL: {exc}") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
 
-    async def check(self, url: str) -> tuple[str, str | None]:
-        """Validate `url`; return its host and the address to connect to (None: unpinned)."""
+    async def check(self, url: str) -> tuple[httpx.URL, str]:
+        """Validate `url`; return it parsed and the checked address to connect to."""
         try:
-            parts = urlsplit(url)
-            host = parts.hostname
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise FetchError(f"Invalid URL: {exc}") from None
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(f"Only http and https URLs can be opened, not `{parts.scheme}:`.")
+            parsed = httpx.URL(url)
+            host = parsed.raw_host.decode("ascii")
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise FetchError(f"Invalid URL `{display_url(url)}`: {exc}") from None
+        if parsed.scheme not in ("http", "https"):
+            raise FetchError(f"Only http and https URLs can be opened, not `{display_url(parsed.scheme)}:`.")
         if not host:
-            raise FetchError("The URL has no host.")
+            raise FetchError(f"The URL `{display_url(url)}` has no host.")
         try:
             addresses = [str(ipaddress.ip_address(host))]
         except ValueError:
@@ -187,39 +153,22 @@ class Fetcher:
                         f"Refused: `{host}` resolves to the non-public address {address}. "
                         "Only public web sites can be opened."
                     )
-        return host, addresses[0]
+        return parsed, addresses[0]
 
     async def _fetch(self, url: str) -> FetchResult:
         client = self._http()
         for _ in range(self.max_redirects + 1):
-            host, address = await self.check(url)
-            request = self._build(client, url, host, address)
-            response = await client.send(request, stream=True)
+            parsed, address = await self.check(url)
+            response = await client.send(_pinned(client, parsed, address), stream=True, follow_redirects=False)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
-                    url = urljoin(url, location.strip())
+                    url = urljoin(str(parsed), location.strip())
                     continue
-                return await self._read(url, response)
+                return await self._read(str(parsed), response)
             finally:
                 await response.aclose()
         raise FetchError(f"Too many redirects (more than {self.max_redirects}).")
-
-    def _build(self, client: httpx.AsyncClient, url: str, host: str, address: str | None):
-        if not self.pin_addresses or address is None:
-            return client.build_request("GET", url)
-        parsed = httpx.URL(url)
-        literal = f"[{address}]" if ":" in address else address
-        netloc = f"[{host}]" if ":" in host else host
-        if parsed.port is not None:
-            netloc += f":{parsed.port}"
-        extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-        return client.build_request(
-            "GET",
-            parsed.copy_with(host=literal.strip("[]")),
-            headers={"Host": netloc},
-            extensions=extensions,
-        )
 
     async def _read(self, url: str, response: httpx.Response) -> FetchResult:
         if response.status_code >= 400:
@@ -253,20 +202,10 @@ class Fetcher:
         return b"".join(chunks), False
 
 
-def decode(body: bytes, charset: str | None, *, sniff_meta: bool) -> str:
-    """Decode a body: HTTP charset, then BOM, then `<meta charset>`, then UTF-8, then cp1252."""
-    candidates: list[str] = []
-    if charset:
-        candidates.append(charset)
-    if body.startswith(b"\xef\xbb\xbf"):
-        candidates.append("utf-8-sig")
-    elif body.startswith((b"\xff\xfe", b"\xfe\xff")):
-        candidates.append("utf-16")
-    if sniff_meta and (m := _META_CHARSET_RE.search(body[:4096])):
-        candidates.append(m.group(1).decode("ascii"))
-    for name in [*candidates, "utf-8"]:
-        try:
-            return body.decode(name)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return body.decode("cp1252", errors="replace")
+def _pinned(client: httpx.AsyncClient, url: httpx.URL, address: str) -> httpx.Request:
+    """A GET of `url` sent to `address`, with the original Host header and TLS server name."""
+    host = url.raw_host.decode("ascii")
+    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+    return client.build_request(
+        "GET", url.copy_with(host=address), headers={"Host": url.netloc.decode("ascii")}, extensions=extensions
+    )

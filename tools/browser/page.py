@@ -6,10 +6,12 @@ import functools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 WRAP_WIDTH = 80
 VIEW_SOURCE = "view-source:"
+# Kept as they are in a displayed URL: its syntax, and escapes already made.
+_URL_SYNTAX = "!#$%&'()*+,-./:;=?@[]_~"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,15 @@ def wrap_lines(text: str, width: int = WRAP_WIDTH) -> list[str]:
 def _piece_pattern(width: int) -> re.Pattern[str]:
     # The longest piece that fits: all that is left, else up to a space, else a hard cut.
     return re.compile(rf".{{1,{width}}}\Z|.{{1,{width}}}(?<=\s)|.{{{width}}}", re.DOTALL)
+
+
+def display_url(url: str) -> str:
+    """`url` as the model may read it: anything but printable ASCII percent-encoded.
+
+    A URL comes from the page or its server, so unescaped it could spell link
+    or citation markers (`【2†L1-L3】`), Harmony tokens or line breaks.
+    """
+    return quote(url, safe=_URL_SYNTAX)
 
 
 def get_domain(url: str) -> str:

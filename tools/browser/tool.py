@@ -14,10 +14,16 @@ from agent.errors import ToolRetry
 from agent.harmony.sanitize import neutralize
 from tools.base import BuiltinTool, ToolCall
 from tools.browser.citations import Citation, find_citations, render_markdown
-from tools.browser.display import VIEW_TOKENS, BrowserState, find_page, harmony_token_counter, render
+from tools.browser.display import (
+    VIEW_TOKENS,
+    BrowserState,
+    find_page,
+    harmony_token_counter,
+    render,
+)
 from tools.browser.extract import html_to_page, text_to_page
-from tools.browser.fetch import Fetcher, FetchError, HostPolicy, Resolver
-from tools.browser.page import VIEW_SOURCE, Page
+from tools.browser.fetch import Fetcher, FetchError, FetchResult, HostPolicy, Resolver
+from tools.browser.page import VIEW_SOURCE, Page, display_url
 from tools.browser.search import SearchBackend, SearchError, make_search
 
 INVALID_ARGUMENTS = '{"error": "Invalid function arguments"}'
@@ -201,7 +207,7 @@ class BrowserTool(BuiltinTool):
         if self._count_tokens is None:
             try:
                 self._count_tokens = harmony_token_counter()
-            except Exception:  # no vocabulary: estimate
+            except Exception:  # noqa: BLE001 - no vocabulary (any cause): estimate
                 self._count_tokens = lambda text: len(text) // 4 + 1
         return self._count_tokens
 
@@ -214,13 +220,11 @@ class BrowserTool(BuiltinTool):
         try:
             result = await self.fetcher.fetch(url)
         except FetchError as exc:
-            raise ToolRetry(f"Error fetching URL `{url[:1024]}`: {exc}") from None
-        if view_source:
-            page = text_to_page(result.text, VIEW_SOURCE + result.url, f"Source of {result.url}")
-        elif result.is_html:
-            page = html_to_page(result.text, result.url)
-        else:
-            page = text_to_page(result.text, result.url)
+            raise ToolRetry(f"Error fetching URL `{display_url(url)[:1024]}`: {exc}") from None
+        try:
+            page = _to_page(result, view_source)
+        except ValueError as exc:  # a converter refused the text: the page is unreadable, not the tool broken
+            raise ToolRetry(f"Error reading URL `{display_url(url)[:1024]}`: the page cannot be displayed ({exc}).") from None
         if result.truncated:
             mb = self.fetcher.max_bytes / 1_000_000
             page.text += f"\n\n[Page truncated: only the first {mb:g} MB were read.]"
@@ -228,6 +232,14 @@ class BrowserTool(BuiltinTool):
         if result.url != url:
             self.state.remember(page, VIEW_SOURCE + result.url if view_source else result.url)
         return page
+
+
+def _to_page(result: FetchResult, view_source: bool) -> Page:
+    if view_source:
+        return text_to_page(result.text, VIEW_SOURCE + result.url, f"Source of {display_url(result.url)}")
+    if result.is_html:
+        return html_to_page(result.text, result.url)
+    return text_to_page(result.text, result.url)
 
 
 def _parse_arguments(raw: str) -> dict[str, Any]:
