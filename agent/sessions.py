@@ -1,19 +1,25 @@
 """Saved conversations in a local SQLite database.
 
 One row per session (the settings needed to render the same prompt again) and
-one row per Harmony message, written as each message completes. The database
-runs in WAL mode with a busy timeout, so several processes can write at once.
+one row per Harmony message, written as each message completes; the user's
+message is written when the turn starts, so a crash before the model answers
+loses nothing. The database runs in WAL mode with a busy timeout, so several
+processes can write at once. Every storage failure (a damaged file, a full
+disk, no permission, a lock held too long) is a `SessionError` that names the
+file and says what to do.
 
     store = SessionStore()                 # <data dir>/sessions.db
     recorder = SessionRecorder(store, agent, model="gpt-oss:20b", backend="ollama", tools=["browser"])
+    recorder.begin_turn("hi")              # stores the user's message now
     async for event in agent.astream("hi"):
-        recorder.record(event)             # creates the session at the first message
+        recorder.record(event)             # stores each message as it completes
     saved = store.load(recorder.session_id)
     restore(agent2, saved)                 # same history, same settings, same rendered prompt
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +59,38 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions(updated_at);
 """
 TITLE_CHARS = 60
+
+
+def storage_error(path: Path, exc: BaseException) -> SessionError:
+    """A one-line `SessionError` for a failure of the database at `path`: what happened, what to do."""
+    text = str(exc) or type(exc).__name__
+    lower = text.lower()
+    if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
+        return SessionError(f"the sessions database {path} is damaged ({text}); move it aside "
+                            f"(e.g. rename it to {path.name}.damaged) and a new one is started")
+    if "full" in lower or getattr(exc, "errno", None) == 28:
+        return SessionError(f"cannot write the sessions database {path}: the disk is full; free some space, "
+                            "or set OSS_AGENT_HOME to a directory on another disk")
+    if "locked" in lower or "busy" in lower:
+        return SessionError(f"the sessions database {path} is locked by another process ({text}); "
+                            "close other oss-agent processes or try again")
+    if isinstance(exc, OSError) or any(w in lower for w in ("readonly", "read-only", "permission", "unable to open")):
+        return SessionError(f"cannot write the sessions database {path} ({text}); check that this user may "
+                            "write there, or set OSS_AGENT_HOME to a writable directory")
+    return SessionError(f"the sessions database {path} failed ({text}); if this persists, move the file aside")
+
+
+def _storage(method: Any) -> Any:
+    """Turn SQLite and file-system errors of a `SessionStore` method into `SessionError`."""
+
+    @functools.wraps(method)
+    def guarded(self: SessionStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(self.path, exc) from None
+
+    return guarded
 
 
 def data_dir() -> Path:
@@ -103,14 +141,18 @@ class SessionStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise storage_error(self.path, exc) from None
+            try:
                 db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA foreign_keys = ON")
                 db.execute("PRAGMA synchronous = NORMAL")
                 with _write(db):
                     _create(db)
-            except (OSError, sqlite3.Error) as exc:
-                raise SessionError(f"cannot open the sessions database {self.path}: {exc}") from None
+            except sqlite3.Error as exc:
+                db.close()
+                raise storage_error(self.path, exc) from None
             self._db = db
         return self._db
 
@@ -121,6 +163,7 @@ class SessionStore:
 
     # -- writing ------------------------------------------------------------
 
+    @_storage
     def create(self, settings: dict[str, Any], title: str | None = None) -> str:
         """Add an empty session and return its id."""
         session_id = uuid.uuid4().hex[:12]
@@ -133,6 +176,7 @@ class SessionStore:
             )
         return session_id
 
+    @_storage
     def append(self, session_id: str, message: Message) -> int:
         """Store one message at the end of the session; returns its position."""
         from openai_harmony import Role
@@ -157,16 +201,45 @@ class SessionStore:
             )
         return seq
 
+    @_storage
+    def replace(self, session_id: str, seq: int, message: Message) -> None:
+        """Store `message` in place of the message at position `seq`."""
+        db = self._conn()
+        with _write(db):
+            db.execute("UPDATE messages SET body = ? WHERE session_id = ? AND seq = ?",
+                       (message_to_json(message), session_id, seq))
+
+    @_storage
+    def remove(self, session_id: str, seq: int) -> bool:
+        """Take back the message at `seq` (a turn that never reached the model).
+
+        A session left without messages is deleted too; returns True then.
+        """
+        db = self._conn()
+        with _write(db):
+            row = db.execute("SELECT role FROM messages WHERE session_id = ? AND seq = ?", (session_id, seq)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM messages WHERE session_id = ? AND seq = ?", (session_id, seq))
+            db.execute("UPDATE sessions SET turns = MAX(turns - ?, 0) WHERE id = ?", (int(row[0] == "user"), session_id))
+            if db.execute("SELECT 1 FROM messages WHERE session_id = ? LIMIT 1", (session_id,)).fetchone() is None:
+                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                return True
+        return False
+
+    @_storage
     def update_settings(self, session_id: str, settings: dict[str, Any]) -> None:
         db = self._conn()
         with _write(db):
             db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings), session_id))
 
+    @_storage
     def set_title(self, session_id: str, title: str) -> None:
         db = self._conn()
         with _write(db):
             db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
 
+    @_storage
     def delete(self, session_id: str) -> None:
         full = self.resolve(session_id)
         db = self._conn()
@@ -176,6 +249,7 @@ class SessionStore:
 
     # -- reading --------------------------------------------------------------
 
+    @_storage
     def list(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first."""
         sql = "SELECT id, created_at, updated_at, title, turns, settings FROM sessions ORDER BY updated_at DESC, rowid DESC"
@@ -186,6 +260,7 @@ class SessionStore:
         found = self.list(limit=1)
         return found[0] if found else None
 
+    @_storage
     def resolve(self, session_id: str) -> str:
         """The full id of a session given its id or a unique prefix of it."""
         key = session_id.strip().lower()
@@ -203,6 +278,7 @@ class SessionStore:
             raise SessionError(f"session id {session_id!r} is ambiguous ({', '.join(ids[:5])}); give more characters")
         return ids[0]
 
+    @_storage
     def load(self, session_id: str) -> SavedSession:
         full = self.resolve(session_id)
         db = self._conn()
@@ -218,9 +294,13 @@ class SessionStore:
 
 
 class SessionRecorder:
-    """Writes an agent's messages to the store as `MessageEvent`s arrive.
+    """Writes an agent's messages to the store as they happen.
 
-    The session row is created at the first message, so an unused chat leaves
+    `begin_turn(prompt)` stores the user's message when a turn starts; then
+    `record(event)` stores each completed message (`MessageEvent`), the user's
+    own confirming the one already stored. `abort_turn()` takes the message
+    back when the turn ended before reaching the model, as the agent does. The
+    session row is created at the first message, so an unused chat leaves
     nothing behind. `start_new()` (after `agent.reset()`) begins another one.
     """
 
@@ -229,15 +309,37 @@ class SessionRecorder:
         self.agent = agent
         self.meta = meta  # model, backend, tools: what `session_settings` cannot read off the agent
         self.session_id = session_id
+        self._pending: int | None = None  # position of a user message the agent has not confirmed yet
+
+    def begin_turn(self, prompt: str) -> None:
+        """Store the user's message of a turn that is starting, as the agent will phrase it."""
+        from openai_harmony import Message, Role
+
+        from agent.harmony.sanitize import clean_text
+
+        self._pending = self.add(Message.from_role_and_content(Role.USER, clean_text(prompt)))
+
+    def abort_turn(self) -> None:
+        """The turn ended before reaching the model: forget its user message (an emptied session goes too)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and self.session_id is not None and self.store.remove(self.session_id, pending):
+            self.session_id = None
 
     def record(self, event: Any) -> None:
         if getattr(event, "type", None) == "message":
             self.add(event.message)
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Message) -> int:
+        """Store `message` (a user message the turn started with replaces its early copy); returns its position."""
+        from openai_harmony import Role
+
+        if self._pending is not None and self.session_id is not None and message.author.role == Role.USER:
+            seq, self._pending = self._pending, None
+            self.store.replace(self.session_id, seq, message)
+            return seq
         if self.session_id is None:
             self.session_id = self.store.create(session_settings(self.agent, **self.meta))
-        self.store.append(self.session_id, message)
+        return self.store.append(self.session_id, message)
 
     def save_all(self) -> str:
         """Make sure the whole conversation so far is stored (for `/save` when saving was off)."""
@@ -252,7 +354,7 @@ class SessionRecorder:
             self.store.update_settings(self.session_id, session_settings(self.agent, **self.meta))
 
     def start_new(self) -> None:
-        self.session_id = None
+        self.session_id, self._pending = None, None
 
 
 def session_settings(agent: Agent, **meta: Any) -> dict[str, Any]:
@@ -324,7 +426,13 @@ class _write:
         return self.db
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self.db.execute("COMMIT")
+            return
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite already rolled back (a full disk does that): keep the first error
+            pass
 
 
 def _info(row: tuple[Any, ...]) -> SessionInfo:

@@ -156,3 +156,112 @@ def test_two_processes_writing_at_once_do_not_corrupt_it(tmp_path):
         assert mine == [f"{tag} {i}" for i in range(150)]
     assert both.info.turns == 300
     assert len(store.list()) == 3
+
+
+# ---------------------------------------------------------------- storage failures and crashes
+
+
+def test_a_damaged_database_is_a_session_error_that_names_the_file(tmp_path):
+    path = tmp_path / "sessions.db"
+    path.write_bytes(b"this is not SQLite at all " * 200)
+    store = SessionStore(path)
+    for action in (store.list, lambda: store.load("abc"), lambda: store.create({})):
+        with pytest.raises(SessionError) as failed:
+            action()
+        message = str(failed.value)
+        assert str(path) in message and "damaged" in message and "move it aside" in message
+        assert "\n" not in message
+    path.write_bytes(b"")  # moved aside: a new database starts
+    assert SessionStore(path).list() == []
+
+
+def test_a_full_disk_is_a_session_error_and_the_chat_goes_on(tmp_path):
+    path = tmp_path / "sessions.db"
+    store = SessionStore(path)
+    agent = Agent(backend=ScriptedBackend([final("One."), final("Two.")]))
+    recorder = SessionRecorder(store, agent)
+    recorder.begin_turn("first")
+    for event in agent.stream("first"):
+        recorder.record(event)
+    pages = store._conn().execute("PRAGMA page_count").fetchone()[0]
+    store._conn().execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+    with pytest.raises(SessionError) as failed:
+        recorder.begin_turn("x" * 100_000)
+    message = str(failed.value)
+    assert str(path) in message and "disk is full" in message and "free some space" in message
+    assert [m.author.role for m in store.load(recorder.session_id).messages] == [Role.USER, Role.ASSISTANT]
+
+
+def test_other_storage_failures_name_the_file_and_what_to_do(tmp_path):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    with pytest.raises(SessionError, match="cannot write the sessions database .*set OSS_AGENT_HOME"):
+        SessionStore(blocked / "sessions.db").list()
+    raw = sqlite3.OperationalError("database is locked")
+    from agent.sessions import storage_error
+
+    assert "close other oss-agent processes" in str(storage_error(tmp_path / "s.db", raw))
+
+
+def test_the_user_message_is_stored_when_the_turn_starts(tmp_path):
+    store = SessionStore(tmp_path / "sessions.db")
+    agent = Agent(backend=ScriptedBackend([final("Hello.")]))
+    recorder = SessionRecorder(store, agent)
+    recorder.begin_turn("Hi <|end|> there")
+    early = store.load(recorder.session_id)
+    assert [m.author.role for m in early.messages] == [Role.USER] and early.info.turns == 1
+    for event in agent.stream("Hi <|end|> there"):
+        recorder.record(event)
+    saved = store.load(recorder.session_id)
+    assert saved.messages == agent.history and saved.info.turns == 1  # confirmed in place, not twice
+
+
+def test_a_turn_that_never_reached_the_model_is_taken_back(tmp_path):
+    store = SessionStore(tmp_path / "sessions.db")
+    recorder = SessionRecorder(store, Agent(backend=ScriptedBackend([])))
+    recorder.begin_turn("lost?")
+    recorder.abort_turn()
+    assert store.list() == [] and recorder.session_id is None
+
+
+CRASHING_CHILD = """
+import asyncio, os, sys
+from agent import Agent
+from agent.backends import ScriptedBackend
+from agent.sessions import SessionRecorder, SessionStore
+
+class Silent(ScriptedBackend):
+    async def stream(self, request):
+        print("waiting for the first token", flush=True)
+        await asyncio.Event().wait()
+        yield []
+
+agent = Agent(backend=Silent([]))
+recorder = SessionRecorder(SessionStore(sys.argv[1]), agent)
+recorder.begin_turn("remember this question")
+
+async def main():
+    async for event in agent.astream("remember this question"):
+        recorder.record(event)
+
+asyncio.run(main())
+"""
+
+
+def test_a_crash_before_the_first_token_loses_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "sessions.db"
+    child = subprocess.Popen([sys.executable, "-c", CRASHING_CHILD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "waiting for the first token"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    store = SessionStore(path)
+    (info,) = store.list()
+    saved = store.load(info.id)
+    assert [m.author.role for m in saved.messages] == [Role.USER]
+    assert saved.messages[0].content[0].text == "remember this question"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agent.cli import build
 from agent.cli.options import Options
 from agent.cli.render import TurnRenderer
+from agent.errors import SessionError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,6 +131,7 @@ class Runner:
         handle = on_event or self.renderer.handle
         result = None
         self.renderer.begin()
+        self._saving(lambda recorder: recorder.begin_turn(prompt))  # a crash from here on keeps the prompt
         stream = self.agent.astream(prompt)
         try:
             async with contextlib.aclosing(stream):
@@ -141,6 +143,9 @@ class Runner:
                     handle(event)
                     if isinstance(event, RunFinished):
                         result = event.result
+        except BaseException:
+            self._saving(lambda recorder: recorder.abort_turn())  # no-op once the model was reached
+            raise
         finally:
             self.renderer.close()
         if self.approvals.declined_without_asking:
@@ -150,12 +155,17 @@ class Runner:
         return result
 
     def _record(self, event: Any) -> None:
-        if self.recorder is None or getattr(event, "type", None) != "message":
+        if getattr(event, "type", None) == "message":
+            self._saving(lambda recorder: recorder.record(event))
+
+    def _saving(self, write: Callable[[SessionRecorder], None]) -> None:
+        """Run one session write; when storage fails, say why once and go on without saving."""
+        if self.recorder is None:
             return
         try:
-            self.recorder.record(event)
-        except Exception as exc:  # the conversation goes on; saving stops
-            self.err.print(f"warning: the session is no longer saved ({exc})", style="yellow")
+            write(self.recorder)
+        except (SessionError, TypeError, ValueError) as exc:  # the conversation goes on; saving stops
+            self.err.print(f"warning: the session is no longer saved: {exc}", style="yellow")
             self.recorder = None
 
     async def aclose(self) -> None:
