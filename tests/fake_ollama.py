@@ -155,6 +155,8 @@ class FakeOllama:
             return _json(c.status, {"error": c.error})
         enc = get_encoding()
         ids = enc.encode(c.text, allowed_special="all")
+        stops = {enc.encode(t, allowed_special="all")[0] for t in ("<|call|>", "<|return|>")}
+        ids = next((ids[:i] for i, t in enumerate(ids) if t in stops), ids)  # raw mode ends there, unsent
         limit = (body.get("options") or {}).get("num_predict")
         reason = c.done_reason or "stop"
         if isinstance(limit, int) and 0 < limit < len(ids):

@@ -1,7 +1,7 @@
 """`ScriptedBackend`: a model that replays a script, for testing agents without a GPU.
 
 Each script item is one sampling pass (what the model writes after
-`<|start|>assistant`), given as raw Harmony text or as Harmony `Message`s:
+`<|start|>assistant`), given as raw Harmony text, as token ids, or as Harmony `Message`s:
 
     from agent.backends import ScriptedBackend, call, final
 
@@ -12,7 +12,9 @@ Each script item is one sampling pass (what the model writes after
     ])
 
 The script is turned into token ids and streamed through exactly the same
-path as a real backend's output. Every prompt is recorded (`prompts`,
+path as a real backend's output; like a sampler, a pass stops at its first
+stop token (`<|call|>`, `<|return|>`) and reports `finish_reason="length"`
+when the completion budget cuts it. Every prompt is recorded (`prompts`,
 `prompt_texts`); `assert_complete()` fails if items were left unused.
 """
 
@@ -28,7 +30,7 @@ from agent.backends.base import CompletionRequest, Usage, shared_prefix
 from agent.errors import BackendError
 from agent.harmony.encoding import get_encoding, special_ids
 
-ScriptItem = Union[str, Message, Sequence[Message]]
+ScriptItem = Union[str, Message, Sequence[Message], Sequence[int]]
 
 
 def final(text: str, *, reasoning: str | None = None) -> list[Message]:
@@ -77,6 +79,8 @@ def completion_tokens(item: ScriptItem) -> list[int]:
     enc, ids = get_encoding(), special_ids()
     if isinstance(item, str):
         return enc.encode(item, allowed_special="all")
+    if isinstance(item, Sequence) and item and all(isinstance(t, int) for t in item):
+        return [int(t) for t in item]  # token ids, as a model sampled them
     messages = [item] if isinstance(item, Message) else list(item)
     tokens: list[int] = []
     for message in messages:
@@ -153,14 +157,20 @@ class ScriptedBackend:
         previous = self.prompts[-1] if self.prompts else []
         self.prompts.append(list(request.prompt))
         self.requests.append(request)
-        tokens = self._script[self._next][: request.max_tokens]
+        tokens = self._script[self._next]
         self._next += 1
+        stop = next((i for i, t in enumerate(tokens) if t in request.stop), None)
+        if stop is not None:  # a sampler stops at the first stop token
+            tokens = tokens[: stop + 1]
+        cut = len(tokens) > request.max_tokens
+        tokens = tokens[: request.max_tokens]
         for start in range(0, len(tokens), self.chunk_size):
             yield tokens[start : start + self.chunk_size]
         yield Usage(
             prompt_tokens=len(request.prompt),
             cached_prompt_tokens=shared_prefix(previous, request.prompt),
             completion_tokens=len(tokens),
+            finish_reason="length" if cut else "stop",
         )
 
     async def aclose(self) -> None:
