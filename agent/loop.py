@@ -49,7 +49,7 @@ from agent.harmony.encoding import special_ids
 from agent.harmony.parse import CompletionParser, Reading, message_text, vocabulary_size
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
 from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
-from tools.base import Tool, ToolCall
+from tools.base import Tool, ToolCall, ToolExit
 from tools.registry import ToolLike, ToolRegistry
 
 Approver = Callable[[ToolCall], "bool | Awaitable[bool]"]
@@ -250,6 +250,8 @@ class Agent:
                 repeats = repeats + 1 if signature == last_call else 1
                 last_call = signature
                 if repeats >= self.max_repeated_calls:
+                    refused = ToolCall(last.recipient, last.recipient, None, signature[1], last.channel or "commentary")
+                    self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"), result)
                     raise RepeatedToolCallError(
                         f"the model called {last.recipient} with the same arguments {repeats} times in a row"
                     )
@@ -388,7 +390,7 @@ class Agent:
                 message = f"the user declined to run {call.recipient}; do not retry it, answer without it"
                 return message, None
         try:
-            output = await asyncio.wait_for(tool.invoke(call), tool.timeout)
+            output = await asyncio.wait_for(_contained(tool.invoke(call)), tool.timeout)
             return output or "(no output)", None
         except ToolRetry as exc:
             return str(exc), str(exc)
@@ -397,6 +399,9 @@ class Agent:
             return message, message
         except OssAgentError:
             raise  # infrastructure (backend, sandbox) failures end the run
+        except ToolExit as exc:
+            message = f"{call.recipient} failed: it {exc}"
+            return message, message
         except asyncio.CancelledError:
             if _cancelling():
                 raise  # the run itself is being cancelled
@@ -452,6 +457,16 @@ def _tool_reply(call: ToolCall, output: str) -> Message:
         .with_recipient("assistant")
         .with_channel(call.channel)
     )
+
+
+async def _contained(invocation: Awaitable[str]) -> str:
+    """Await a tool; its own `SystemExit` (which asyncio would let escape the event loop) becomes an error."""
+    try:
+        return await invocation
+    except (Exception, asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise ToolExit.of(exc) from None
 
 
 def _cancelling() -> bool:

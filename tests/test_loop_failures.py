@@ -18,7 +18,22 @@ from agent.errors import (
     ToolRetriesExhausted,
     ToolRetry,
 )
+from realformat import assert_history_ok
 from tools.base import BuiltinTool, ToolCall
+
+_AGENTS: list[tuple[Agent, ScriptedBackend]] = []
+
+
+@pytest.fixture(autouse=True)
+def healthy_afterwards():
+    """After every failure: the history passes the invariant checker and takes another turn."""
+    _AGENTS.clear()
+    yield
+    for agent, backend in _AGENTS:
+        assert_history_ok(agent)
+        backend.add(final("Another turn."))
+        assert agent.run("once more").output == "Another turn."
+        assert_history_ok(agent)
 
 
 @tool
@@ -29,7 +44,9 @@ def add(a: int, b: int) -> int:
 
 def agent_with(script, tools=(add,), **kwargs) -> tuple[Agent, ScriptedBackend]:
     backend = ScriptedBackend(script)
-    return Agent(backend=backend, tools=list(tools), date="2026-01-15", **kwargs), backend
+    agent = Agent(backend=backend, tools=list(tools), date="2026-01-15", **kwargs)
+    _AGENTS.append((agent, backend))
+    return agent, backend
 
 
 def tool_results(result):
@@ -202,11 +219,12 @@ def test_identical_repeated_calls_stop_the_run():
 
 
 def test_context_overflow_is_raised_before_sending():
-    backend = ScriptedBackend([final("never")], context_window=600, max_completion_tokens=200)
+    backend = ScriptedBackend([], context_window=600, max_completion_tokens=200)
     agent = Agent(backend=backend, date="2026-01-15")
+    _AGENTS.append((agent, backend))
     with pytest.raises(ContextOverflowError, match="leaves 400 after the completion budget"):
         agent.run("word " * 500)
-    assert backend.prompts == []
+    assert backend.prompts == [] and agent.history == []
 
 
 def test_errors_share_one_base_class():

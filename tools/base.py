@@ -16,6 +16,14 @@ from openai_harmony import ToolNamespaceConfig
 DEFAULT_TOOL_TIMEOUT = 120.0
 
 
+class ToolExit(Exception):
+    """A tool raised `SystemExit` or another `BaseException` of its own; the model is told."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ToolExit:
+        return cls(f"raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}")
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """One call the model made."""

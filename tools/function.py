@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError
 
 from agent.errors import ConfigurationError, ToolRetry
-from tools.base import DEFAULT_TOOL_TIMEOUT, Tool, ToolCall
+from tools.base import DEFAULT_TOOL_TIMEOUT, Tool, ToolCall, ToolExit
 from tools.docstrings import parse_docstring
 from tools.schema import clean_schema
 
@@ -84,10 +84,6 @@ class FunctionTool(Tool):
         return format_output(value)
 
 
-class ToolExit(Exception):
-    """A tool raised `SystemExit`, `KeyboardInterrupt` or another `BaseException` of its own."""
-
-
 def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     # Nothing raised in a worker thread is the user's Ctrl-C: a tool's `sys.exit()` or
     # `raise KeyboardInterrupt` becomes an ordinary error the model is told about.
@@ -96,7 +92,7 @@ def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     except Exception:
         raise
     except BaseException as exc:
-        raise ToolExit(f"raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}") from None
+        raise ToolExit.of(exc) from None
 
 
 @overload
