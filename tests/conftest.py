@@ -1,4 +1,4 @@
-"""Shared test setup: Docker availability for tests marked `docker`; a no-network fixture."""
+"""Shared test setup: Docker and llama-server availability for marked tests; a no-network fixture."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import pytest
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked `docker` skip without a daemon, or fail when OSS_AGENT_REQUIRE_DOCKER=1 (CI)."""
+    """Marked tests skip without Docker / llama-server, or fail when CI requires them.
+
+    `docker`: OSS_AGENT_REQUIRE_DOCKER=1; `llamacpp`: OSS_AGENT_REQUIRE_LLAMACPP=1.
+    """
     if item.get_closest_marker("docker"):
         from sandbox_fixtures import require_docker
 
         require_docker()
+    if item.get_closest_marker("llamacpp"):
+        from llama_server import require_binary
+
+        require_binary()
 
 
 @pytest.fixture

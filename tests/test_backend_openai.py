@@ -36,8 +36,10 @@ def render(user: str = "Weather?") -> list[int]:
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
-def sse(*events) -> bytes:
-    return b"".join(b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n" for e in events)
+def sse(*events, end: bytes = b"\n\n") -> bytes:
+    """SSE bytes; JSON written as llama-server and vLLM write it (non-ASCII unescaped, U+2028 included)."""
+    return b"".join(b"data: " + (e if isinstance(e, bytes) else json.dumps(e, ensure_ascii=False).encode()) + end
+                    for e in events)
 
 
 def vllm_events(text: str, per: int = 2, stop: int | None = 200012, cached: int = 0, include_stop=True):
@@ -77,6 +79,24 @@ def llamacpp_events(text: str, chars: int = 3):
 
 
 MODELS = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "vllm", "max_model_len": 65536}]}
+LLAMACPP_MODELS = {"object": "list", "data": [{"id": "gpt-oss", "object": "model", "owned_by": "llamacpp",
+                                               "meta": {"n_ctx": 8192, "n_ctx_train": 131072, "n_vocab": 201088}}]}
+
+
+def llamacpp_logprob_events(text: str, finish: str = "stop"):
+    """llama-server's /v1/completions with logprobs: 1: each token's id, the stop id last."""
+    enc = get_encoding()
+    base = {"id": "cmpl-x", "object": "text_completion", "created": 1, "model": "gpt-oss"}
+    toks = enc.encode(text, allowed_special="all") + ([special_ids().call] if finish == "stop" else [])
+    events = [{**base, "choices": [{"text": enc.decode([t]) if t != special_ids().call else "", "index": 0,
+                                    "finish_reason": None,
+                                    "logprobs": {"content": [{"id": t, "token": enc.decode([t]), "logprob": -0.1,
+                                                              "bytes": [], "top_logprobs": []}]}}]}
+              for t in toks]
+    events.append({**base, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": finish}],
+                   "usage": {"completion_tokens": len(toks), "prompt_tokens": len(render()), "total_tokens": 1},
+                   "timings": {"cache_n": 0, "prompt_n": len(render()), "prompt_ms": 1.0, "predicted_ms": 2.0}})
+    return events
 
 
 def serve(router, body: bytes | None = None, status: int = 200, models=MODELS):
@@ -126,7 +146,8 @@ def test_vllm_stream_with_token_ids(respx_mock):
     assert body["prompt"] == render()  # token ids, not text
     assert body["stream"] is True and body["skip_special_tokens"] is False
     assert sorted(body["stop_token_ids"]) == sorted(special_ids().stops)
-    assert (body["temperature"], body["top_p"]) == (1.0, 1.0)
+    assert (body["temperature"], body["top_p"], body["top_k"], body["min_p"]) == (1.0, 1.0, 0, 0.0)
+    assert body["logprobs"] == 1  # llama-server's way to send exact ids
 
 
 @respx.mock(base_url=BASE, assert_all_called=False)
@@ -149,8 +170,7 @@ def test_context_window_comes_from_max_model_len(respx_mock):
 @pytest.mark.parametrize("chars", [1, 4, 17])
 @respx.mock(base_url=BASE, assert_all_called=False)
 def test_text_only_stream_llamacpp(respx_mock, chars):
-    serve(respx_mock, sse(*llamacpp_events(CALL, chars), b"[DONE]"),
-          models={"object": "list", "data": [{"id": "gpt-oss", "object": "model"}]})
+    serve(respx_mock, sse(*llamacpp_events(CALL, chars), b"[DONE]"), models=LLAMACPP_MODELS)
     ids, usage = run(OpenAICompatibleBackend(base_url=BASE))
     assert get_encoding().decode(ids) == CALL
     assert parse(ids)[-1].recipient == "functions.get_weather"
@@ -241,3 +261,61 @@ def test_truncated_prompt_is_detected(respx_mock):
     serve(respx_mock, sse(*events, b"[DONE]"))
     with pytest.raises(PromptTruncatedError, match="only 10 of"):
         run(OpenAICompatibleBackend(MODEL, base_url=BASE))
+
+
+@respx.mock(base_url=BASE, assert_all_called=False)
+def test_llamacpp_ids_from_logprobs_and_context_from_meta(respx_mock):
+    text = CALL + "\u2028\u2029\u0085 quoted web text"
+    serve(respx_mock, sse(*llamacpp_logprob_events(text), b"[DONE]"), models=LLAMACPP_MODELS)
+    backend = OpenAICompatibleBackend(base_url=BASE, max_completion_tokens=100_000)
+    ids, usage = run(backend)
+    assert ids == get_encoding().encode(text, allowed_special="all") + [special_ids().call]
+    assert backend.context_window == 8192 and backend.max_completion_tokens == 4096
+    assert usage.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("end", [b"\n\n", b"\r\n\r\n", b"\r\r"])
+@respx.mock(base_url=BASE, assert_all_called=False)
+def test_line_separators_inside_json_do_not_split_events(respx_mock, end):
+    text = "<|channel|>final<|message|>a\u2028b\u2029c\u0085d\x1ce\x0bf"
+    serve(respx_mock, sse(*llamacpp_events(text, 4), b"[DONE]", end=end), models=LLAMACPP_MODELS)
+    ids, _ = run(OpenAICompatibleBackend(base_url=BASE))
+    assert get_encoding().decode(ids) == text
+
+
+@respx.mock(base_url=BASE, assert_all_called=False)
+def test_length_finish_is_reported(respx_mock):
+    serve(respx_mock, sse(*llamacpp_logprob_events(CALL[:30], finish="length"), b"[DONE]"), models=LLAMACPP_MODELS)
+    _, usage = run(OpenAICompatibleBackend(base_url=BASE))
+    assert usage.finish_reason == "length"
+
+
+@respx.mock(base_url=BASE, assert_all_called=False)
+def test_token_id_outside_the_vocabulary_is_a_backend_error(respx_mock):
+    events = vllm_events(CALL)
+    events[1]["choices"][0]["token_ids"] = [250000]
+    serve(respx_mock, sse(*events, b"[DONE]"))
+    with pytest.raises(BackendError, match="250000.*outside the gpt-oss vocabulary"):
+        run(OpenAICompatibleBackend(MODEL, base_url=BASE))
+
+
+@respx.mock(base_url=BASE, assert_all_called=False)
+def test_over_long_prompt_is_refused_before_sending(respx_mock):
+    route = serve(respx_mock, sse(*vllm_events(CALL), b"[DONE]"))
+    backend = OpenAICompatibleBackend(MODEL, base_url=BASE, context_window=len(render()))
+    with pytest.raises(ContextOverflowError):
+        run(backend)
+    assert not route.called
+
+
+def test_sse_lines_split_at_cr_lf_and_crlf_only():
+    from agent.backends._sse import aiter_lines
+
+    async def lines(chunks):
+        async def gen():
+            for c in chunks:
+                yield c
+        return [line async for line in aiter_lines(gen())]
+
+    assert asyncio.run(lines(["a\u2028b\r", "\nc\rd\n", "\x85e"])) == ["a\u2028b", "c", "d", "\x85e"]
+    assert asyncio.run(lines(["x\r", "", "\r\n", "y"])) == ["x", "", "y"]

@@ -11,23 +11,26 @@ from agent.backends.scripted import ScriptedBackend, call, final, preamble
 __all__ = [
     "Backend",
     "CompletionRequest",
-    "Usage",
-    "shared_prefix",
+    "LlamaCppBackend",
+    "OllamaBackend",
+    "OpenAICompatibleBackend",
     "ScriptedBackend",
+    "TransformersBackend",
+    "Usage",
     "call",
     "final",
     "preamble",
-    "OllamaBackend",
-    "TransformersBackend",
-    "OpenAICompatibleBackend",
+    "shared_prefix",
 ]
 _LAZY = {
+    "LlamaCppBackend": "agent.backends.llamacpp",
     "OllamaBackend": "agent.backends.ollama",
     "TransformersBackend": "agent.backends.transformers",
     "OpenAICompatibleBackend": "agent.backends.openai_compat",
 }
 
 if TYPE_CHECKING:
+    from agent.backends.llamacpp import LlamaCppBackend
     from agent.backends.ollama import OllamaBackend
     from agent.backends.openai_compat import OpenAICompatibleBackend
     from agent.backends.transformers import TransformersBackend

@@ -19,21 +19,24 @@ import asyncio
 import json
 import os
 import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from agent.backends._http import (
+    ServerBackend,
+    check_truncation,
+    completion_budget,
+    make_usage,
+)
 from agent.backends._text import IncrementalTokenizer, prompt_text
 from agent.backends.base import CompletionRequest, Usage
 from agent.errors import (
     BackendError,
     BackendUnavailableError,
-    ContextOverflowError,
     ModelNotFoundError,
-    PromptTruncatedError,
 )
 
 DEFAULT_HOST = "http://localhost:11434"
@@ -57,11 +60,12 @@ def resolve_model(model: str | None = None) -> str:
     return model or os.environ.get("OSS_AGENT_MODEL") or DEFAULT_MODEL
 
 
+_START_HINT = "start it with `ollama serve` or set OLLAMA_HOST"
+
+
 def _unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
     reason = str(exc).strip() or type(exc).__name__
-    return BackendUnavailableError(
-        f"cannot reach Ollama at {url} ({reason}); start it with `ollama serve` or set OLLAMA_HOST"
-    )
+    return BackendUnavailableError(f"cannot reach Ollama at {url} ({reason}); {_START_HINT}")
 
 
 def _not_found(url: str, model: str) -> ModelNotFoundError:
@@ -121,7 +125,7 @@ class ServerInfo:
     context_length: int | None  # the model's trained context, if the server says
 
 
-class OllamaBackend:
+class OllamaBackend(ServerBackend):
     """Streams completions from a local Ollama server in raw mode.
 
     Every request carries the same `num_ctx` (a different value would reload
@@ -129,6 +133,9 @@ class OllamaBackend:
     set, and `num_predict` = the step's budget. `options` adds or overrides
     Ollama options (plain dict, passed through).
     """
+
+    server = "Ollama"
+    start_hint = _START_HINT
 
     def __init__(
         self,
@@ -148,6 +155,7 @@ class OllamaBackend:
     ) -> None:
         self.model = resolve_model(model)
         self.host = resolve_host(host)
+        super().__init__(self.host, timeout=timeout, connect_timeout=connect_timeout)
         self._num_ctx = int(num_ctx)
         self._max_completion = int(max_completion_tokens)
         opts: dict[str, Any] = {"num_ctx": self._num_ctx, "temperature": temperature,
@@ -158,11 +166,9 @@ class OllamaBackend:
         opts["num_ctx"] = self._num_ctx
         self._options = opts
         self._keep_alive = keep_alive
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._client: Any = None
-        self._client_loop: Any = None
+        self._ollama: Any = None
+        self._ollama_loop: Any = None
         self._info: ServerInfo | None = None
-        self._probe_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     @property
     def context_window(self) -> int:
@@ -175,29 +181,26 @@ class OllamaBackend:
 
     def _get_client(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:  # connections belong to one loop
+        if self._ollama is None or self._ollama_loop is not loop:  # connections belong to one loop
             import ollama
 
-            self._client = ollama.AsyncClient(host=self.host, timeout=self._timeout)
-            self._client_loop = loop
-        return self._client
+            self._ollama = ollama.AsyncClient(host=self.host, timeout=self._timeout)
+            self._ollama_loop = loop
+        return self._ollama
 
-    async def probe(self) -> ServerInfo:
+    async def probe(self) -> ServerInfo:  # type: ignore[override]
         """Check the server answers and has the model (once; cached)."""
-        lock = self._probe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with lock:
-            if self._info is None:
-                self._info = await self._probe()
-            return self._info
+        await super().probe()
+        assert self._info is not None
+        return self._info
 
-    async def _probe(self) -> ServerInfo:
+    async def _probe(self) -> None:
         try:
-            async with httpx.AsyncClient(base_url=self.host, timeout=self._timeout) as http:
-                r = await http.get("/api/version")
-                r.raise_for_status()
-                version = str(r.json().get("version", "unknown"))
+            r = await self._http().get("/api/version")
+            r.raise_for_status()
+            version = str(r.json().get("version", "unknown"))
         except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as exc:
-            raise _unavailable(self.host, exc) from None
+            raise self.unavailable(exc) from None
         except (httpx.HTTPError, ValueError) as exc:
             raise BackendUnavailableError(
                 f"{self.host} does not answer like an Ollama server ({exc}); "
@@ -211,18 +214,14 @@ class OllamaBackend:
             raise _map_error(exc, self.host, self.model) from None
         info = shown.modelinfo or {}
         ctx = next((v for k, v in info.items() if k.endswith(".context_length")), None)
-        return ServerInfo(version=version, context_length=int(ctx) if ctx else None)
+        self._info = ServerInfo(version=version, context_length=int(ctx) if ctx else None)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[list[int] | Usage]:
         """Yield completion ids as Ollama streams text, then one `Usage`."""
         await self.probe()
         text, expected = prompt_text(request.prompt)  # raises if text would forge markers
-        window = self.context_window
-        if expected >= window:
-            raise ContextOverflowError(
-                f"prompt of {expected} tokens does not fit num_ctx={window} of {self.model}"
-            )
-        budget = max(1, min(request.max_tokens, self._max_completion, window - expected))
+        budget = completion_budget(expected, self.context_window, request.max_tokens, self._max_completion,
+                                   where=f"{self.model} (num_ctx={self.context_window})")
         options = {**self._options, "num_predict": budget}
         tokens = IncrementalTokenizer()
         final: Any = None
@@ -255,33 +254,25 @@ class OllamaBackend:
         rest = tokens.flush()
         if rest:
             yield rest
-        self._check_truncation(final.prompt_eval_count, expected)
-        elapsed = time.perf_counter() - started
-        yield Usage(
-            prompt_tokens=final.prompt_eval_count or expected,
-            cached_prompt_tokens=0,  # Ollama does not report cache hits
+        check_truncation(final.prompt_eval_count, expected, f"Ollama at {self.host}",
+                         f"its context is smaller than the prompt (num_ctx={self._num_ctx}); "
+                         "free GPU memory or lower num_ctx and shorten the conversation")
+        usage = make_usage(
+            started=started, first=None, prompt_tokens=final.prompt_eval_count or expected,
+            cached=0,  # Ollama does not report cache hits
             completion_tokens=final.eval_count or 0,
-            prompt_seconds=(final.prompt_eval_duration or 0) / 1e9,
-            completion_seconds=(final.eval_duration or 0) / 1e9,
-            total_seconds=(final.total_duration or 0) / 1e9 or elapsed,
+            prompt_ms=(final.prompt_eval_duration or 0) / 1e6, predicted_ms=(final.eval_duration or 0) / 1e6,
+            finish_reason="length" if final.done_reason == "length" else final.done_reason,
         )
-
-    def _check_truncation(self, evaluated: int | None, expected: int) -> None:
-        # prompt_eval_count counts the whole prompt, cached tokens included; a
-        # small slack covers tokeniser edge cases, truncation drops far more.
-        if not evaluated:
-            return
-        if evaluated < expected - max(8, expected // 100):
-            raise PromptTruncatedError(
-                f"Ollama evaluated only {evaluated} of {expected} prompt tokens: the server's "
-                f"context is smaller than the prompt (num_ctx={self._num_ctx}); "
-                "free GPU memory or lower num_ctx and shorten the conversation"
-            )
+        if final.total_duration:
+            usage.total_seconds = final.total_duration / 1e9
+        yield usage
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
+        client, self._ollama = self._ollama, None
+        if client is not None and self._ollama_loop is asyncio.get_running_loop():
             await client.close()
+        await super().aclose()
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,14 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agent.backends._http import HARMONY_VOCAB, completion_budget
 from agent.backends.base import CompletionRequest, Usage, shared_prefix
 from agent.errors import (
     BackendError,
-    ContextOverflowError,
     ModelNotFoundError,
     OssAgentError,
 )
 from agent.harmony.encoding import special_ids
-
-HARMONY_VOCAB = 201088
 
 
 class TransformersBackend:
@@ -229,12 +227,7 @@ class TransformersBackend:
         prompt = list(request.prompt)
         if not prompt:
             raise BackendError("empty prompt")
-        room = self.context_window - len(prompt)
-        budget = min(request.max_tokens, self._max_completion, room)
-        if budget <= 0:
-            raise ContextOverflowError(
-                f"prompt of {len(prompt)} tokens leaves no room in a {self.context_window}-token context"
-            )
+        budget = completion_budget(len(prompt), self.context_window, request.max_tokens, self._max_completion)
         started = time.perf_counter()
         keep = shared_prefix(self._cache_ids, prompt) if self.reuse_prefix and self._cache is not None else 0
         keep = min(keep, len(prompt) - 1)  # at least one token must run to get logits
@@ -263,6 +256,7 @@ class TransformersBackend:
             prompt_seconds=prefilled - started,
             completion_seconds=done - prefilled,
             total_seconds=done - started,
+            finish_reason="stop" if token in request.stop else "length" if produced >= budget else None,
         )
         return usage, token
 

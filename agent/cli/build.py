@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.options import Options, is_tool_file
+from agent.cli.options import DEFAULT_MODEL, Options, is_tool_file
 from agent.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -15,20 +15,30 @@ if TYPE_CHECKING:
     from agent.sessions import SavedSession
 
 
-def make_backend(options: Options) -> Any:
+def make_backend(options: Options, *, max_completion_tokens: int = 8192) -> Any:
     """The backend the options name; missing optional backends fail with a clear message."""
     if options.backend == "ollama":
         from agent.backends.ollama import OllamaBackend
 
-        return OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx)
+        return OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx,
+                             max_completion_tokens=max_completion_tokens)
+    if options.backend == "llamacpp":
+        from agent.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(options.base_url, model=served_model(options), max_completion_tokens=max_completion_tokens)
     if options.backend == "openai":
         cls = _backend_class("agent.backends.openai_compat", "OpenAICompatibleBackend", "openai")
-        return cls(base_url=options.base_url, model=options.model)
+        return cls(base_url=options.base_url, model=served_model(options), max_completion_tokens=max_completion_tokens)
     cls = _backend_class("agent.backends.transformers", "TransformersBackend", "transformers")
-    model = options.model
-    if model == "gpt-oss:20b" and "model" not in options.explicit:  # the Ollama tag means the HF id here
-        model = "openai/gpt-oss-20b"
-    return cls(model)
+    # the Ollama tag means the HF id here
+    return cls(served_model(options) or "openai/gpt-oss-20b", max_completion_tokens=max_completion_tokens)
+
+
+def served_model(options: Options) -> str | None:
+    """The model to ask a server for; None when only the Ollama default tag is set (use the server's own)."""
+    if options.model == DEFAULT_MODEL and "model" not in options.explicit:
+        return None
+    return options.model
 
 
 def _backend_class(module: str, name: str, label: str) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,7 @@ from rich.markup import escape
 from agent.cli.options import Options
 
 RAW_TEST_TIMEOUT_S = 120.0
+SERVER_BACKENDS = {"llamacpp": "llama-server", "openai": "completions server"}
 
 
 @dataclass
@@ -52,8 +54,11 @@ async def doctor(options: Options) -> int:
             report(model)
             if model.ok:
                 report(await check_raw_mode(options))
+    elif options.backend in SERVER_BACKENDS:
+        for check in await check_server(options):
+            report(check)
     else:
-        report(Check("backend", True, f"{options.backend} (Ollama checks skipped)"))
+        report(Check("backend", True, f"{options.backend} (runs in-process; server checks skipped)"))
     needs_docker = "python" in options.tools
     docker = await asyncio.to_thread(check_docker, needs_docker)
     report(docker)
@@ -117,22 +122,60 @@ async def check_model(options: Options) -> Check:
 
 
 async def check_raw_mode(options: Options) -> Check:
-    """Send a tiny raw Harmony prompt and parse the answer."""
+    """Send a tiny raw Harmony prompt to Ollama and parse the answer."""
     from agent.backends.ollama import OllamaBackend
+
+    backend = OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx, max_completion_tokens=256)
+    return await check_round_trip(backend, "update Ollama; raw generation must return Harmony markers for gpt-oss")
+
+
+async def check_server(options: Options) -> list[Check]:
+    """llama-server or an OpenAI-compatible server: reachable, model served, context, raw Harmony round trip."""
+    from agent.cli.build import make_backend
+    from agent.errors import BackendUnavailableError, ModelNotFoundError, OssAgentError
+
+    label = SERVER_BACKENDS[options.backend]
+    backend = make_backend(options)
+    where = getattr(backend, "base_url", "")
+    try:
+        await backend.probe()
+    except BackendUnavailableError as exc:
+        return [Check(label, False, f"no {label} answers at {where}", _fix(str(exc)))]
+    except ModelNotFoundError as exc:
+        return [Check(label, True, f"answers at {where}"), Check("model", False, _first(str(exc)), _fix(str(exc)))]
+    except OssAgentError as exc:
+        return [Check(label, False, _first(str(exc)), _fix(str(exc)))]
+    finally:
+        await backend.aclose()
+    checks = [Check(label, True, f"answers at {where}"),
+              Check("model", True, f"{backend.model or 'the served model'}, context {backend.context_window:,} tokens")]
+    checks.append(await check_round_trip(make_backend(options, max_completion_tokens=256),
+                                         "check the server log; the model must be gpt-oss"))
+    return checks
+
+
+def _first(message: str) -> str:
+    return message.split("; ")[0]
+
+
+def _fix(message: str) -> str:
+    return message.split("; ", 1)[1] if "; " in message else ""
+
+
+async def check_round_trip(backend: Any, fix: str) -> Check:
+    """Send a tiny raw Harmony prompt through the backend and parse the answer."""
     from agent.errors import OssAgentError
     from agent.loop import Agent
 
-    backend = OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx, max_completion_tokens=256)
     agent = Agent(backend=backend, reasoning_effort="low", max_steps=2)
     started = time.perf_counter()
     try:
         result = await asyncio.wait_for(agent.arun("Say OK"), RAW_TEST_TIMEOUT_S)
     except asyncio.TimeoutError:
         return Check("raw Harmony mode", False, f"no answer within {RAW_TEST_TIMEOUT_S:.0f} s",
-                     "the model may still be loading; try again, or check `ollama ps`")
+                     "the model may still be loading; try again")
     except OssAgentError as exc:
-        return Check("raw Harmony mode", False, " ".join(str(exc).split())[:200],
-                     "update Ollama; raw generation must return Harmony markers for gpt-oss")
+        return Check("raw Harmony mode", False, " ".join(str(exc).split())[:200], fix)
     finally:
         await agent.aclose()
     answer = " ".join(result.output.split())[:40]

@@ -15,7 +15,7 @@ examples:
   oss-agent chat -t browser                  chat with web browsing
   oss-agent run "What is 2**100?" -t python  one answer on stdout
   oss-agent chat -c                          continue the latest session
-  oss-agent doctor                           check Ollama, the model, Docker
+  oss-agent doctor                           check the backend, the model, Docker
 
 Settings come from ~/.config/oss-agent/config.toml (or --config / OSS_AGENT_CONFIG),
 then environment variables (OSS_AGENT_MODEL, OLLAMA_HOST, ...), then flags.
@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     target = argparse.ArgumentParser(add_help=False)
     g = target.add_argument_group("model")
-    g.add_argument("-m", "--model", help="model name (default gpt-oss:20b)")
+    g.add_argument("-m", "--model", help="model name (default gpt-oss:20b; llamacpp/openai: the server's only model)")
     g.add_argument("--host", help="Ollama URL (default $OLLAMA_HOST, else http://localhost:11434)")
     g.add_argument("--backend", choices=BACKENDS, help="model backend (default ollama)")
-    g.add_argument("--base-url", dest="base_url", metavar="URL", help="server URL for --backend openai")
+    g.add_argument("--base-url", dest="base_url", metavar="URL",
+                   help="server URL for --backend llamacpp (default http://localhost:8080) or openai")
     g.add_argument("-t", "--tools", action="append", metavar="TOOL",
                    help="browser, python, or a .py file of @tool functions (repeatable)")
 

@@ -15,7 +15,8 @@ from typing import Any
 from agent.errors import ConfigurationError
 
 EFFORTS = ("low", "medium", "high")
-BACKENDS = ("ollama", "openai", "transformers")
+DEFAULT_MODEL = "gpt-oss:20b"
+BACKENDS = ("ollama", "llamacpp", "openai", "transformers")
 BUILTIN_TOOLS = ("browser", "python")
 
 
@@ -30,10 +31,10 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", str, "gpt-oss:20b", "OSS_AGENT_MODEL", "--model/-m", "model name (Ollama tag, or the model id)"),
-    Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend", "ollama, openai (with base_url) or transformers"),
+    Setting("model", str, DEFAULT_MODEL, "OSS_AGENT_MODEL", "--model/-m", "model name (Ollama tag, or the model id; servers with one model need none)"),
+    Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend", "ollama, llamacpp (llama-server), openai (with base_url) or transformers"),
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
-    Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url", "URL of an OpenAI-compatible completions server"),
+    Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url", "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
     Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t", "browser, python, or paths of .py files with @tool functions"),
     Setting("instructions", str, None, "OSS_AGENT_INSTRUCTIONS", "--instructions/-s", "developer instructions"),
     Setting("effort", str, "medium", "OSS_AGENT_EFFORT", "--effort", "reasoning effort: low, medium or high"),
@@ -51,7 +52,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 class Options:
     """Resolved settings, plus which ones were given on the command line."""
 
-    model: str = "gpt-oss:20b"
+    model: str = DEFAULT_MODEL
     backend: str = "ollama"
     host: str | None = None
     base_url: str | None = None
@@ -139,7 +140,8 @@ def validate(options: Options) -> None:
     if options.reasoning not in ("show", "hide"):
         raise ConfigurationError(f"reasoning must be show or hide, not {options.reasoning!r}")
     if options.backend == "openai" and not options.base_url:
-        raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+        raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), e.g. http://127.0.0.1:8000/v1 "
+                                 "(vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
     if options.max_steps < 1:
         raise ConfigurationError("max_steps must be at least 1")
 
