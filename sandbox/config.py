@@ -23,7 +23,9 @@ ipc_mode            "private"           "shareable", "host", ...
 seccomp             "strict"            "default" (Docker's profile), "unconfined",
                                         or a profile as a dict
 runtime             None                e.g. "runsc" (gVisor) for stronger isolation
-kill_strays         True                False keeps background processes between cells
+kill_strays         True                False keeps background processes and threads
+                                        between cells
+max_code            "16m"               the largest cell accepted
 ==================  ==================  =============================================
 """
 
@@ -98,6 +100,7 @@ class SandboxConfig:
     output_limit: int = 64 * 1024
     max_frame: int = 8 * 1024 * 1024
     max_download: int | str = "64m"
+    max_code: int | str = "16m"
     pull: bool = True
     python: str = "python3"
     environment: dict[str, str] = field(default_factory=dict)
@@ -118,7 +121,7 @@ class SandboxConfig:
     def validate(self) -> None:
         if not isinstance(self.user, str) or not self.user.strip():
             raise ConfigurationError("sandbox user must be set (e.g. '65534:65534'); it never defaults to root")
-        for name in ("tmp_size", "data_size", "memory", "memory_swap", "fsize", "max_download"):
+        for name in ("tmp_size", "data_size", "memory", "memory_swap", "fsize", "max_download", "max_code"):
             parse_size(getattr(self, name), name)
         memory = parse_size(self.memory, "memory")
         if memory is not None and memory < 6 * 1024**2:
@@ -134,6 +137,8 @@ class SandboxConfig:
             raise ConfigurationError("seccomp must be 'strict', 'default', 'unconfined' or a profile dict")
         if self.output_limit < 1024 or self.max_frame < 16 * self.output_limit:
             raise ConfigurationError("output_limit must be >= 1024 and max_frame >= 16 * output_limit")
+        if (parse_size(self.max_code, "max_code") or 0) > 48 * 1024**2:
+            raise ConfigurationError("max_code must be at most 48m (the interpreter reads at most 64 MiB)")
         if self.interrupt_grace < 0 or self.startup_timeout <= 0:
             raise ConfigurationError("interrupt_grace and startup_timeout must be positive")
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import socket
-import tarfile
 import threading
 import time
 import weakref
@@ -20,16 +18,23 @@ import docker.errors
 
 from agent.errors import SandboxError, SandboxUnavailableError
 
+from . import files
 from .config import SandboxConfig, parse_size
 from .docker_client import CONNECTION_ERRORS, connect, labels, sweep_orphans
-from .protocol import ChannelClosed, FrameReader, ProtocolError, encode
+from .protocol import ChannelClosed, FrameReader, ProtocolError, encode, valid_text
 from .pull import ensure_image
 from .result import ExecError, ExecResult
 
 DEFAULT_IMAGE = "python:3.12-slim"
 IMAGE_ENV = "OSS_AGENT_SANDBOX_IMAGE"
-DATA_DIR = "/mnt/data"
-LOST = "the Python process was restarted and all variables were lost (files in /mnt/data are kept)"
+DATA_DIR = files.DATA_DIR
+_DIED_KINDS = {"memory": "MemoryError", "protocol": "SandboxError"}
+
+
+def lost(files_kept: bool = True) -> str:
+    """The end of a restart message: what survived."""
+    where = "files in /mnt/data are kept" if files_kept else "files in /mnt/data were lost too"
+    return f"the Python process was restarted and all variables were lost ({where})"
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +54,7 @@ def _cleanup(state: dict[str, Any]) -> None:
         if state.get(key):
             try:
                 remove(state[key])
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - best effort, also at interpreter exit
                 pass
             state[key] = None
 
@@ -79,14 +84,15 @@ class DockerSandbox:
         self._reader: FrameReader | None = None
         self._closed = False
         self._swept = False
+        self._keeper_started: str | None = None
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> DockerSandbox:
+    def __enter__(self) -> DockerSandbox:  # noqa: PYI034 - start() returns the sandbox itself
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @property
@@ -120,7 +126,7 @@ class DockerSandbox:
             if client is not None and self._own_client:
                 try:
                     client.close()
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - closing a client that may be broken
                     pass
             self._state["client"] = None
             self._finalizer.detach()
@@ -145,11 +151,21 @@ class DockerSandbox:
             pass
 
     def _guard(self, fn: Any, *args: Any) -> Any:
-        """Call ``fn``, turning a vanished daemon into `SandboxUnavailableError`."""
+        """Call ``fn``; a vanished daemon becomes `SandboxUnavailableError`, a refusal `SandboxError`.
+
+        After a refusal the container is dropped, so the next call starts afresh.
+        """
         try:
             return fn(*args)
         except CONNECTION_ERRORS as exc:
             raise SandboxUnavailableError(f"lost the connection to Docker: {exc}") from None
+        except docker.errors.APIError as exc:
+            restarted = self._state["container"] is not None
+            if restarted:
+                self._discard_container()
+                self.restarts += 1
+            then = "the next call starts a fresh sandbox" if restarted else "try again"
+            raise SandboxError(f"Docker refused a sandbox operation ({_explain(exc)}); {then}") from None
 
     def _client(self) -> docker.DockerClient:
         if self._state["client"] is None or not self._swept:
@@ -159,6 +175,10 @@ class DockerSandbox:
             sweep_orphans(self._state["client"])
             self._swept = True
         return self._state["client"]
+
+    def _name(self, role: str) -> str:
+        """A container name never used before, so a removal still in progress cannot collide with it."""
+        return f"oss-agent-{role}-{self.session}-{self.restarts}-{secrets.token_hex(3)}"
 
     def _create(self, command: list[str], name: str, **overrides: Any) -> str:
         api = self._state["client"].api
@@ -174,35 +194,56 @@ class DockerSandbox:
                 labels=labels(self.session, self.config.labels), host_config=host_config,
             )["Id"]
         except docker.errors.APIError as exc:
-            raise SandboxError(f"cannot create the sandbox container: {exc.explanation or exc}") from None
+            raise SandboxError(f"cannot create the sandbox container: {_explain(exc)}") from None
+
+    def _remove(self, container: str) -> None:
+        """Remove ``container``; one already being removed is waited for, one already gone is fine."""
+        api = self._state["client"].api
+        try:
+            api.remove_container(container, force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a removal is already in progress
+                raise SandboxError(f"cannot remove the sandbox container: {_explain(exc)}") from None
+        try:
+            api.wait(container, timeout=30, condition="removed")
+        except (docker.errors.APIError, *CONNECTION_ERRORS):
+            pass  # gone already, or slow: the next container has its own name anyway
 
     def _ensure_keeper(self) -> None:
         """Start the keeper that holds /mnt/data's tmpfs volume mounted.
 
         Docker unmounts a tmpfs volume (losing its files) when no running
         container uses it; the keeper, an idle process in a tiny locked-down
-        container, lets files outlive interpreter restarts.
+        container, lets files outlive the interpreter's container.
         """
         api = self._state["client"].api
-        keeper = self._state["keeper"]
+        if self._keeper_running():
+            return
+        keeper, self._state["keeper"] = self._state["keeper"], None
         if keeper is not None:
-            try:
-                if api.inspect_container(keeper)["State"].get("Running"):
-                    return
-            except docker.errors.NotFound:
-                pass
-            self._state["keeper"] = None
-            try:
-                api.remove_container(keeper, force=True)
-            except docker.errors.NotFound:
-                pass
+            self._remove(keeper)
         keeper = self._create(
             [self.config.python, "-I", "-S", "-c", "import signal\nwhile True: signal.pause()"],
-            f"oss-agent-keeper-{self.session}-{self.restarts}",
+            self._name("keeper"),
             mem_limit=32 * 1024**2, memswap_limit=32 * 1024**2, pids_limit=8, nano_cpus=100_000_000,
         )
         self._state["keeper"] = keeper
         api.start(keeper)
+        self._keeper_started = api.inspect_container(keeper)["State"].get("StartedAt")
+
+    def _keeper_running(self) -> bool:
+        """True if the keeper started last is still running, never restarted: it held /mnt/data all along."""
+        keeper = self._state["keeper"]
+        if keeper is None:
+            return False
+        try:
+            state = self._state["client"].api.inspect_container(keeper)["State"]
+        except (docker.errors.APIError, *CONNECTION_ERRORS):
+            return False
+        return bool(state.get("Running")) and state.get("StartedAt") == self._keeper_started
 
     def _start_container(self) -> None:
         client = self._client()
@@ -221,14 +262,16 @@ class DockerSandbox:
 
     def _start_interpreter(self, api: Any) -> None:
         command = [self.config.python, "-u", "-c", server_source(), _json(self.config.server_options())]
-        container = self._create(command, f"oss-agent-sandbox-{self.session}-{self.restarts}")
+        # The REPL's supervisor is the container's PID 1 itself (no docker-init), so that it can
+        # make itself non-dumpable and cell code cannot read its memory or file descriptors.
+        container = self._create(command, self._name("sandbox"), init=False)
         self._state["container"] = container
         try:
             self._sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw = getattr(self._sock, "_sock", self._sock)
-            self._reader = FrameReader(raw, self.config.max_frame)
+            self._reader = reader = FrameReader(raw, self.config.max_frame)
             api.start(container)
-            ready = self._reader.read_message(time.monotonic() + self.config.startup_timeout)
+            ready = reader.read_message(time.monotonic() + self.config.startup_timeout)
             if ready.get("type") != "ready":
                 raise ProtocolError("no ready message")
         except (ChannelClosed, ProtocolError, TimeoutError, docker.errors.APIError) as exc:
@@ -247,7 +290,7 @@ class DockerSandbox:
                 pass
             try:
                 self._sock.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - docker-py's wrapper may already be closed in any way
                 pass
         self._sock = self._reader = None
 
@@ -255,43 +298,51 @@ class DockerSandbox:
         self._drop_socket()
         container, self._state["container"] = self._state["container"], None
         if container is not None:
-            try:
-                self._state["client"].api.remove_container(container, force=True)
-            except docker.errors.NotFound:
-                pass
+            self._remove(container)
 
-    def _death_reason(self) -> str:
-        """Why the interpreter's stream ended, from the container's state."""
+    def _death_reason(self) -> tuple[str, bool]:
+        """Why the container's stream ended, and whether its container is gone."""
         api = self._state["client"].api
         container = self._state["container"]
         try:
             api.wait(container, timeout=5)
-        except docker.errors.NotFound:
-            return "its container was removed"
-        except CONNECTION_ERRORS:
-            pass  # still running after 5 s: it stopped answering
-        try:
             state = api.inspect_container(container)["State"]
-        except docker.errors.NotFound:
-            return "its container was removed"
+        except CONNECTION_ERRORS:
+            return "it stopped answering", False
+        except docker.errors.APIError:  # 404, or 409 while a removal is in progress
+            return "its container was removed from outside", True
         if state.get("OOMKilled"):
-            limit = self.config.memory
-            return f"it ran out of memory (limit {limit})" if limit else "it ran out of memory"
+            return self._out_of_memory(), False
         if state.get("Running"):
-            return "it stopped answering"
+            return "it stopped answering", False
+        if state.get("Status") in ("removing", "dead"):
+            return "its container was removed from outside", True
         code = state.get("ExitCode")
         if code == 137:
-            return "it was killed (SIGKILL)"
-        return f"it exited with code {code}"
+            return "its container was killed (SIGKILL)", False
+        return f"its container exited with code {code}", False
+
+    def _out_of_memory(self) -> str:
+        limit = self.config.memory
+        return f"it ran out of memory (limit {limit})" if limit else "it ran out of memory"
+
+    def _replace_container(self) -> bool:
+        """Drop the broken container (the next `run` starts a new one); True if /mnt/data survived."""
+        kept = self._keeper_running()
+        self._discard_container()
+        self.restarts += 1
+        return kept
 
     # ------------------------------------------------------------ running code
 
     def run(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run one cell; variables, imports and files persist between calls.
 
-        User-code errors, timeouts, out-of-memory and crashes come back in the
-        result. Raises `SandboxUnavailableError` when Docker cannot be reached
-        and `SandboxError` when the sandbox cannot be (re)started.
+        User-code errors, timeouts, out-of-memory and crashes of the Python
+        process come back in the result. Raises `SandboxUnavailableError` when
+        Docker cannot be reached, and `SandboxError` when the sandbox cannot be
+        (re)started or its container was removed or killed from outside during
+        the call; the next call then starts a fresh sandbox.
         """
         limit = self.timeout if timeout is None else float(timeout)
         with self._lock:
@@ -300,29 +351,36 @@ class DockerSandbox:
             return self._guard(self._run, code, limit)
 
     def _run(self, code: str, limit: float) -> ExecResult:
+        size = len(code.encode("utf-8", "surrogatepass"))
+        cap = parse_size(self.config.max_code, "max_code") or 0
+        if size > cap:
+            return ExecResult(error=ExecError("ValueError", f"the code is {size / 1e6:.1f} MB; at most "
+                                                            f"{self.config.max_code} can run in one call"))
         notice = None
         if self._state["container"] is not None and self._reader is not None and self._reader.closed():
-            reason = self._death_reason()
-            self._discard_container()
-            self.restarts += 1
+            reason, _ = self._death_reason()
+            kept = self._replace_container()
             notice = (f"The previous Python process had stopped ({reason}); this code ran in a fresh one "
-                      "and earlier variables were lost (files in /mnt/data are kept).")
+                      f"and earlier variables were lost ({_files(kept)}).")
         if self._state["container"] is None:
             self._start_container()
         started = time.monotonic()
         cell_id = secrets.token_hex(8)
+        reader = self._reader
+        assert reader is not None
         try:
             self._sock_send(encode({"type": "exec", "id": cell_id, "code": code}))
-            reply = self._reader.read_message(started + limit)
+            reply = reader.read_message(started + limit)
         except TimeoutError:
             return self._after_timeout(cell_id, limit, started)
         except ChannelClosed:
-            return self._after_crash(started, f"The Python process died while running this code: {{}}; {LOST}.",
-                                     "ProcessDied")
+            return self._after_container_death(started)
         except ProtocolError as exc:
-            return self._after_crash(started, f"The sandbox broke the protocol ({exc}); {LOST}.",
-                                     "SandboxError", kill=True)
-        return self._reply_result(reply, cell_id, started, notice=notice, restarted=notice is not None)
+            self._signal("SIGKILL")
+            kept = self._replace_container()
+            return ExecResult(error=ExecError("SandboxError", f"The sandbox broke the protocol ({exc}); {lost(kept)}"),
+                              restarted=True, duration_s=time.monotonic() - started)
+        return self._reply_result(reply, cell_id, started, notice)
 
     def _sock_send(self, data: bytes) -> None:
         raw = getattr(self._sock, "_sock", self._sock)
@@ -334,107 +392,137 @@ class DockerSandbox:
         except OSError as exc:
             raise ChannelClosed(str(exc)) from None
 
-    def _reply_result(self, reply: dict[str, Any], cell_id: str, started: float, **extra: Any) -> ExecResult:
+    def _reply_result(self, reply: dict[str, Any], cell_id: str, started: float,
+                      notice: str | None = None) -> ExecResult:
         if reply.get("type") != "result" or reply.get("id") != cell_id:
-            return self._after_crash(started, f"The sandbox broke the protocol (unexpected message); {LOST}.",
-                                     "SandboxError", kill=True)
-        error = reply.get("error")
-        if error is not None:
-            if not isinstance(error, dict):
-                error = {"ename": "Error", "evalue": str(error)}
-            error = ExecError(str(error.get("ename", "Error")), str(error.get("evalue", "")),
-                              str(error.get("traceback", "")))
-        notice = extra.pop("notice", None)
+            self._signal("SIGKILL")
+            kept = self._replace_container()
+            return ExecResult(error=ExecError("SandboxError", f"The sandbox broke the protocol (unexpected "
+                                                              f"message); {lost(kept)}"),
+                              restarted=True, duration_s=time.monotonic() - started)
+        notes = [notice] if notice else []
+        restarted = notice is not None
+        if reply.get("lost"):
+            notes.append(f"The Python process had stopped since the last call ({valid_text(reply['lost'])}); "
+                         "this code ran in a fresh one and earlier variables were lost (files in /mnt/data "
+                         "are kept).")
+            restarted = True
+            self.restarts += 1
+        error = _exec_error(reply.get("error"))
+        died = reply.get("died")
+        if isinstance(died, dict):
+            reason = valid_text(died.get("reason"))
+            kind = _DIED_KINDS.get(str(died.get("kind")), "ProcessDied")
+            if kind == "MemoryError":
+                reason = self._out_of_memory()
+            what = "broke the sandbox's protocol" if kind == "SandboxError" else "died while running this code"
+            error = ExecError(kind, f"The Python process {what}: {reason}; {lost()}")
+            restarted = True
+            self.restarts += 1
         if reply.get("strays"):
-            notice = ((notice + " ") if notice else "") + "Background processes started by this code were stopped."
+            notes.append("Background processes started by this code were stopped.")
+        threads = reply.get("threads")
+        if isinstance(threads, int) and threads > 0 and self.config.kill_strays:
+            notes.append(f"{threads} thread{'s' if threads > 1 else ''} started by this code {'are' if threads > 1 else 'is'} "
+                         "still running (asked to stop, did not yet): what they print appears in later results, "
+                         "and they can change variables at any time.")
         result = reply.get("result")
         return ExecResult(
-            stdout=_text(reply.get("stdout")), stderr=_text(reply.get("stderr")),
-            result=None if result is None else _text(result), error=error,
+            stdout=valid_text(reply.get("stdout")), stderr=valid_text(reply.get("stderr")),
+            background=valid_text(reply.get("background")),
+            result=None if result is None else valid_text(result), error=error,
             duration_s=time.monotonic() - started, truncated=bool(reply.get("truncated")),
-            notice=notice, **extra,
+            notice=" ".join(notes) or None, restarted=restarted,
         )
 
     def _after_timeout(self, cell_id: str, limit: float, started: float) -> ExecResult:
-        api = self._state["client"].api
+        reader = self._reader
+        assert reader is not None
         try:
-            api.kill(self._state["container"], signal="SIGINT")
-            reply = self._reader.read_message(time.monotonic() + self.config.interrupt_grace)
-        except (TimeoutError, ProtocolError, docker.errors.APIError):
-            reply = None
-        except ChannelClosed:
+            self._sock_send(encode({"type": "interrupt"}))
+            reply = reader.read_message(time.monotonic() + self.config.interrupt_grace)
+        except (TimeoutError, ProtocolError, ChannelClosed):
             reply = None
         if reply is not None and reply.get("type") == "result" and reply.get("id") == cell_id:
             result = self._reply_result(reply, cell_id, started)
             if result.error is None or result.error.type != "KeyboardInterrupt":
-                return result  # it finished just as the deadline passed
+                return result  # it finished just as the deadline passed, or died
             error = ExecError("TimeoutError", f"execution exceeded {limit:g} s and was interrupted; "
                                               "variables are preserved")
-            return ExecResult(stdout=result.stdout, stderr=result.stderr, error=error, timed_out=True,
-                              duration_s=result.duration_s, truncated=result.truncated, notice=result.notice)
-        message = f"execution exceeded {limit:g} s and did not stop when interrupted; {LOST}"
-        self._restart_after_failure(kill=True)
+            return ExecResult(stdout=result.stdout, stderr=result.stderr, background=result.background,
+                              error=error, timed_out=True, duration_s=result.duration_s,
+                              truncated=result.truncated, notice=result.notice)
+        kept = self._restart_kernel(reader)
+        message = f"execution exceeded {limit:g} s and did not stop when interrupted; {lost(kept)}"
         return ExecResult(error=ExecError("TimeoutError", message), timed_out=True, restarted=True,
                           duration_s=time.monotonic() - started)
 
-    def _after_crash(self, started: float, template: str, kind: str, kill: bool = False) -> ExecResult:
-        reason = None if kill else self._death_reason()
-        if reason and "out of memory" in reason:
-            kind = "MemoryError"
-        message = template.format(reason) if "{}" in template else template
-        self._restart_after_failure(kill=kill)
-        return ExecResult(error=ExecError(kind, message.rstrip(".")), restarted=True,
-                          duration_s=time.monotonic() - started)
-
-    def _restart_after_failure(self, kill: bool) -> None:
-        """Drop the broken container; the next `run` creates a fresh one."""
-        if kill:
-            self._signal("SIGKILL")
-        self._discard_container()
+    def _restart_kernel(self, reader: FrameReader) -> bool:
+        """Replace the Python process inside the container, else the container; True if files were kept."""
         self.restarts += 1
+        try:
+            self._sock_send(encode({"type": "restart"}))
+            deadline = time.monotonic() + 10
+            while reader.read_message(deadline).get("type") != "restarted":
+                pass  # a late result of the abandoned cell
+            return True
+        except (TimeoutError, ProtocolError, ChannelClosed):
+            self._signal("SIGKILL")
+            kept = self._keeper_running()
+            self._discard_container()
+            return kept
+
+    def _after_container_death(self, started: float) -> ExecResult:
+        """The container's stream ended during a cell: only memory is the code's doing; the rest is raised."""
+        reason, removed = self._death_reason()
+        if not removed:
+            self._signal("SIGKILL")
+        kept = self._replace_container()
+        if "out of memory" in reason:
+            return ExecResult(error=ExecError("MemoryError", f"The Python process died while running this "
+                                                             f"code: {reason}; {lost(kept)}"),
+                              restarted=True, duration_s=time.monotonic() - started)
+        raise SandboxError(f"the sandbox stopped while running this code ({reason}); variables were lost and "
+                           f"{_files(kept)}; the next call starts a fresh sandbox")
 
     # ------------------------------------------------------------ files
 
     def upload(self, local_path: str | os.PathLike[str], name: str | None = None) -> str:
-        """Copy a local file into /mnt/data; returns its path in the sandbox."""
+        """Copy a local file into /mnt/data under ``name`` (default: its own name); returns its path there."""
         path = Path(local_path)
-        name = name or path.name
-        if not name or "/" in name or name in (".", ".."):
-            raise SandboxError(f"invalid file name {name!r}")
+        name = files.upload_name(path.name if name is None else name)
         size = path.stat().st_size
-        if size > parse_size(self.config.data_size, "data_size"):
+        if size > (parse_size(self.config.data_size, "data_size") or 0):
             raise SandboxError(f"{path} ({size} bytes) does not fit in /mnt/data ({self.config.data_size})")
-        ids = self.config.uid_gid() or (0, 0)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar, path.open("rb") as handle:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = size, 0o644, int(time.time())
-            info.uid, info.gid = ids
-            tar.addfile(info, handle)
+        with path.open("rb") as handle:
+            archive = files.tar_one(handle, name, size, self.config.uid_gid() or (0, 0))
         with self._lock:
             self.start()
             try:
                 ok = self._guard(self._state["client"].api.put_archive, self._state["container"], DATA_DIR,
-                                 buffer.getvalue())
-            except docker.errors.APIError as exc:
-                raise SandboxError(f"upload failed: {exc.explanation or exc}") from None
+                                 archive)
+            except SandboxError as exc:
+                raise SandboxError(f"upload failed: {exc}") from None
         if not ok:
             raise SandboxError("upload failed")
         return f"{DATA_DIR}/{name}"
 
     def read_file(self, name: str) -> bytes:
-        """The bytes of a file under /mnt/data (``name`` relative to it, or absolute)."""
-        relative = _data_path(name)
-        cap = parse_size(self.config.max_download, "max_download")
+        """The bytes of a regular file under /mnt/data (``name`` relative to it, or absolute).
+
+        No component of the path may be a symbolic link.
+        """
+        relative = files.data_path(name)
+        full = f"{DATA_DIR}/{relative}"
+        cap = parse_size(self.config.max_download, "max_download") or 0
         with self._lock:
             self.start()
+            api, container = self._state["client"].api, self._state["container"]
+            self._guard(files.refuse_links, api, container, relative)
             try:
-                stream, stat = self._guard(self._state["client"].api.get_archive, self._state["container"],
-                                           f"{DATA_DIR}/{relative}")
+                stream, stat = self._guard(api.get_archive, container, full)
             except docker.errors.NotFound:
-                raise FileNotFoundError(f"{DATA_DIR}/{relative}") from None
-            except docker.errors.APIError as exc:
-                raise SandboxError(f"download failed: {exc.explanation or exc}") from None
+                raise FileNotFoundError(full) from None
             if stat.get("size", 0) > cap:
                 raise SandboxError(f"{relative} is larger than the {self.config.max_download} download limit")
             data = bytearray()
@@ -442,21 +530,19 @@ class DockerSandbox:
                 data += chunk
                 if len(data) > cap + 1024 * 1024:
                     raise SandboxError(f"{relative} is larger than the {self.config.max_download} download limit")
-        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
-            member = tar.next()
-            if member is None or not member.isreg():
-                raise SandboxError(f"{DATA_DIR}/{relative} is not a regular file")
-            handle = tar.extractfile(member)
-            return handle.read() if handle else b""
+        return files.untar_one(bytes(data), full)
 
     def download(self, name: str, dest: str | os.PathLike[str] | None = None) -> Path:
-        """Copy a file out of /mnt/data to ``dest`` (a file or directory; default: cwd)."""
+        """Copy a file out of /mnt/data to ``dest`` (a file or directory; default: cwd).
+
+        An existing file at the target is replaced, never written through (a
+        symbolic link there is replaced, not followed).
+        """
         data = self.read_file(name)
         target = Path(dest) if dest is not None else Path.cwd()
-        if target.is_dir():
-            target = target / PurePosixPath(_data_path(name)).name
-        target.write_bytes(data)
-        return target
+        if target.is_dir() and not target.is_symlink():
+            target = target / PurePosixPath(files.data_path(name)).name
+        return files.write_replacing(target, data)
 
 
 class _Background(threading.Thread):
@@ -464,13 +550,14 @@ class _Background(threading.Thread):
 
     def __init__(self, fn: Any) -> None:
         super().__init__(daemon=True)
-        self._fn, self._error = fn, None
+        self._fn = fn
+        self._error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
             self._fn()
-        except BaseException as exc:  # handed to the joining thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
             self._error = exc
 
     def join(self, timeout: float | None = None) -> None:
@@ -479,20 +566,22 @@ class _Background(threading.Thread):
             raise self._error
 
 
-def _data_path(name: str) -> str:
-    path = PurePosixPath(name)
-    if path.is_absolute():
-        try:
-            path = path.relative_to(DATA_DIR)
-        except ValueError:
-            raise SandboxError(f"only files under {DATA_DIR} can be downloaded, not {name!r}") from None
-    if not path.parts or ".." in path.parts:
-        raise SandboxError(f"invalid file name {name!r}")
-    return str(path)
+def _exec_error(error: Any) -> ExecError | None:
+    if error is None:
+        return None
+    if not isinstance(error, dict):
+        return ExecError("Error", valid_text(error))
+    return ExecError(valid_text(error.get("ename", "Error")), valid_text(error.get("evalue", "")),
+                     valid_text(error.get("traceback", "")))
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
+def _files(kept: bool) -> str:
+    return "files in /mnt/data were kept" if kept else "files in /mnt/data were lost (their keeper was removed too)"
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = str(exc.explanation or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _json(value: Any) -> str:

@@ -9,6 +9,7 @@ container is untrusted: sizes are checked before anything is buffered.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import time
@@ -18,6 +19,13 @@ LENGTH = struct.Struct(">I")
 MUX_HEADER = struct.Struct(">BxxxL")
 STDOUT, STDERR = 1, 2
 RECV_SIZE = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: object) -> str:
+    """A string from the sandbox as valid Unicode: lone surrogates become U+FFFD (None becomes "")."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class ProtocolError(Exception):

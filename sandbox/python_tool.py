@@ -40,6 +40,10 @@ def render(result: ExecResult) -> str:
     parts = []
     if result.notice and result.restarted:
         parts.append(f"[{result.notice}]")
+    if result.background:
+        parts.append("[printed by background threads or processes since the last call:]\n"
+                     + result.background.rstrip("\n"))
+        parts.append("[this call's output:]")
     for stream in (result.stdout, result.stderr):
         if stream:
             parts.append(stream.rstrip("\n"))

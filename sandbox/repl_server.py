@@ -1,15 +1,22 @@
-"""The REPL that runs inside the sandbox container (standard library only).
+"""The in-container side of the sandbox (standard library only): a supervisor and a kernel.
 
-It is started as ``python3 -u -c <this source> <json options>`` and talks to the
-host over the container's stdin/stdout: every message is a 4-byte big-endian
-length followed by UTF-8 JSON. At start it moves the protocol onto private file
-descriptors, points fd 0 at /dev/null and fds 1/2 at pipes drained by a thread,
-so nothing user code prints can reach the protocol stream.
+Started as ``python3 -u -c <this source> <json options>``, this process is the
+container's PID 1, the *supervisor*. It makes itself non-dumpable (so other
+processes of the same user cannot open its ``/proc/1/mem``, ``fd`` or
+``environ``), keeps the host channel (the container's stdin/stdout) to itself
+and forks the *kernel*, the process that runs cells. The kernel talks to the
+supervisor over two private pipes and its fds 1/2 are pipes the supervisor
+reads, so cell code can neither write to the host channel nor close it: what it
+does to its own pipes is noticed at once (end of file, a foreign frame, or, on
+a 0.25 s check, a pipe no longer where the kernel keeps it) and reported as a
+restart, as is the kernel's death (exit, signal, out of memory). Every frame is
+a 4-byte big-endian length followed by UTF-8 JSON.
 
-Host -> server: ``{"type": "exec", "id": ..., "code": ...}``.
-Server -> host: ``{"type": "ready", ...}`` once, then one
-``{"type": "result", "id", "stdout", "stderr", "result", "error", "truncated",
-"strays"}`` per cell.
+Host -> supervisor: ``exec {id, code}``, ``interrupt``, ``restart``.
+Supervisor -> host: ``ready`` once; one ``result {id, stdout, stderr,
+background, result, error, truncated, strays, threads, died}`` per exec;
+``restarted`` after ``restart``. The kernel's own report (result, error) is
+untrusted content: the supervisor caps it and adds what it observed itself.
 """
 
 import ast
@@ -21,13 +28,17 @@ import select
 import signal
 import struct
 import sys
-import threading
 import time
 import traceback
 
 _LEN = struct.Struct(">I")
-_MAX_INPUT = 64 * 1024 * 1024
+_MAX_HOST_FRAME = 64 * 1024 * 1024
 _F_SETPIPE_SZ = 1031
+_PR_SET_DUMPABLE = 4
+_CHECK_EVERY = 0.25
+
+
+# ---------------------------------------------------------------- shared helpers
 
 
 class _Sink:
@@ -40,8 +51,6 @@ class _Sink:
         self.total = 0
 
     def add(self, data):
-        if not data:
-            return
         self.total += len(data)
         room = self.half - len(self.head)
         if room > 0:
@@ -57,134 +66,114 @@ class _Sink:
         dropped = self.total - len(self.head) - len(tail)
         if dropped <= 0:
             return (bytes(self.head) + tail).decode("utf-8", "replace"), False
-        marker = "\n[... %d bytes of output omitted ...]\n" % dropped
-        return (
-            bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace"),
-            True,
-        )
-
-
-class _Stream:
-    def __init__(self, limit):
-        self.limit = limit
-        self.current = _Sink(limit)
-        self.finished = None
-        self.carry = b""
-        self.seen = False
-
-    def feed(self, data, sentinel):
-        if sentinel is None or self.seen:
-            self.current.add(data)
-            return
-        buf = self.carry + data
-        i = buf.find(sentinel)
-        if i >= 0:
-            self.current.add(buf[:i])
-            self.finished, self.current = self.current, _Sink(self.limit)
-            self.current.add(buf[i + len(sentinel):])
-            self.carry = b""
-            self.seen = True
-            return
-        keep = len(sentinel) - 1
-        if len(buf) > keep:
-            self.current.add(buf[:-keep])
-            buf = buf[-keep:]
-        self.carry = buf
-
-
-class _Capture:
-    """Fds 1 and 2 are pipes; a thread drains them into bounded sinks.
-
-    Between cells, output (from threads or children) accumulates and is shown
-    at the start of the next cell's output. A random sentinel written after a
-    cell marks where that cell's output ends.
-    """
-
-    def __init__(self, limit):
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.sentinel = None
-        self.readers = {}
-        self.writers = {}
-        for fd in (1, 2):
-            r, w = os.pipe()
-            try:
-                import fcntl
-
-                fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)
-            except (ImportError, OSError):
-                pass
-            self.readers[r] = _Stream(limit)
-            self.writers[fd] = w
-        self.rebind()
-        threading.Thread(target=self._pump, name="output-pump", daemon=True).start()
-
-    def rebind(self):
-        for fd, w in self.writers.items():
-            os.dup2(w, fd)
-
-    def private_fds(self):
-        return list(self.readers) + list(self.writers.values())
-
-    def _pump(self):
-        fds = list(self.readers)
-        while fds:
-            ready, _, _ = select.select(fds, [], [])
-            for r in ready:
-                data = os.read(r, 1 << 20)
-                if not data:
-                    fds.remove(r)
-                    continue
-                with self.lock:
-                    self.readers[r].feed(data, self.sentinel)
-                    if self.sentinel is not None and all(s.seen for s in self.readers.values()):
-                        self.done.set()
-
-    def collect(self, wait=5.0):
-        for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            try:
-                f.flush()
-            except Exception:
-                pass
-        token = b"\x00\x1e" + os.urandom(12).hex().encode() + b"\x1e\x00"
-        with self.lock:
-            self.done.clear()
-            for s in self.readers.values():
-                s.seen, s.carry, s.finished = False, b"", None
-            self.sentinel = token
-        for w in self.writers.values():
-            try:
-                os.write(w, token)
-            except OSError:
-                pass
-        self.done.wait(wait)
-        out = []
-        with self.lock:
-            self.sentinel = None
-            for s in self.readers.values():
-                sink = s.finished
-                if sink is None:  # the sentinel never came back: take what is there
-                    sink, s.current = s.current, _Sink(s.limit)
-                    sink.add(s.carry)
-                    s.carry = b""
-                s.seen, s.finished = False, None
-                out.append(sink.text())
-        return out
+        marker = f"\n[... {dropped} bytes of output omitted ...]\n"
+        return bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace"), True
 
 
 def _cap(text, limit):
     if text is None or len(text) <= limit:
         return text, False
     half = limit // 2
-    omitted = len(text) - 2 * half
-    return text[:half] + "\n[... %d characters omitted ...]\n" % omitted + text[-half:], True
+    return text[:half] + f"\n[... {len(text) - 2 * half} characters omitted ...]\n" + text[-half:], True
+
+
+def _valid(text):
+    """``text`` without lone surrogates (each becomes U+FFFD)."""
+    if text is None:
+        return None
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if not text.isascii() else text
+
+
+def _write_frame(fd, message):
+    data = json.dumps(message).encode("ascii")
+    data = _LEN.pack(len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+class _FrameBuffer:
+    """Frames from a non-blocking fd; `ValueError` for a frame over ``limit`` or not a JSON object."""
+
+    def __init__(self, limit):
+        self.limit, self.data = limit, bytearray()
+
+    def feed(self, chunk):
+        self.data += chunk
+        frames = []
+        while len(self.data) >= 4:
+            (size,) = _LEN.unpack_from(self.data)
+            if size > self.limit:
+                raise ValueError(f"a frame of {size} bytes exceeds the {self.limit}-byte limit")
+            if len(self.data) < 4 + size:
+                break
+            body = bytes(self.data[4 : 4 + size])
+            del self.data[: 4 + size]
+            message = json.loads(body.decode("utf-8"))
+            if not isinstance(message, dict):
+                raise ValueError("a frame that is not a JSON object")  # noqa: TRY004 - one error type for bad frames
+            frames.append(message)
+        return frames
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _set_dumpable(flag):
+    try:
+        return _libc().prctl(_PR_SET_DUMPABLE, int(flag), 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def _live_pids(exclude):
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in exclude:
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != b"Z":
+                pids.append(int(name))
+    return pids
+
+
+def _oom_kills():
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- the kernel (runs cells)
 
 
 def _safe_str(obj):
     try:
         return str(obj)
-    except BaseException:
-        return "<unprintable %s>" % type(obj).__name__
+    except BaseException:  # noqa: BLE001 - any object's __str__ may raise anything
+        return f"<unprintable {type(obj).__name__}>"
 
 
 def _format_error(exc, limit):
@@ -193,36 +182,33 @@ def _format_error(exc, limit):
         tb = tb.tb_next
     try:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
-    except BaseException:
-        text = "%s: %s\n" % (type(exc).__name__, _safe_str(exc))
-    return {
-        "ename": type(exc).__name__,
-        "evalue": _cap(_safe_str(exc), limit)[0],
-        "traceback": _cap(text, limit)[0],
-    }
+    except BaseException:  # noqa: BLE001 - a hostile exception may break formatting
+        text = f"{type(exc).__name__}: {_safe_str(exc)}\n"
+    return {"ename": type(exc).__name__, "evalue": _cap(_safe_str(exc), limit)[0], "traceback": _cap(text, limit)[0]}
 
 
-class Server:
-    def __init__(self, options):
+class Kernel:
+    """Runs cells in one persistent namespace; reads requests and writes reports on private pipes."""
+
+    def __init__(self, request_fd, report_fd, options):
+        self.request_fd, self.report_fd = request_fd, report_fd
         self.limit = int(options.get("output_limit", 65536))
         self.kill_strays = bool(options.get("kill_strays", True))
         self.pid = os.getpid()
         self.count = 0
         self.running = False
+        self.asked = set()  # threads already asked to stop
         self.ns = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
-        self.proto_in = os.dup(0)
-        self.proto_out = os.dup(1)
-        self.proto_err = os.dup(2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        self.capture = _Capture(self.limit)
-        private = [self.proto_in, self.proto_out, self.proto_err] + self.capture.private_fds()
-        os.register_at_fork(after_in_child=lambda: self._close_all(private))
+        os.register_at_fork(after_in_child=lambda: self._close(request_fd, report_fd))
         signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")  # under memory pressure the kernel goes first, never the supervisor
+        except OSError:
+            pass
 
     @staticmethod
-    def _close_all(fds):
+    def _close(*fds):
         for fd in fds:
             try:
                 os.close(fd)
@@ -233,39 +219,11 @@ class Server:
         if self.running:
             raise KeyboardInterrupt
 
-    def _read_exact(self, n):
-        chunks = []
-        while n:
-            chunk = os.read(self.proto_in, min(n, 1 << 20))
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
-    def read(self):
-        head = self._read_exact(4)
-        if head is None:
-            return None
-        (size,) = _LEN.unpack(head)
-        if size > _MAX_INPUT:
-            raise ValueError("input frame too large")
-        body = self._read_exact(size)
-        return None if body is None else json.loads(body.decode("utf-8"))
-
-    def send(self, msg):
-        data = json.dumps(msg).encode("utf-8")
-        data = _LEN.pack(len(data)) + data
-        while data:
-            n = os.write(self.proto_out, data)
-            data = data[n:]
-
     def run_cell(self, code):
         self.count += 1
-        filename = "<cell-%d>" % self.count
+        filename = f"<cell-{self.count}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         result = error = None
-        self.capture.rebind()
         try:
             self.running = True
             try:
@@ -273,7 +231,7 @@ class Server:
                 last = None
                 if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
                     last = ast.Expression(tree.body.pop().value)
-                exec(compile(tree, filename, "exec", dont_inherit=True), self.ns)
+                exec(compile(tree, filename, "exec", dont_inherit=True), self.ns)  # noqa: S102 - a REPL
                 if last is not None:
                     value = eval(compile(last, filename, "eval", dont_inherit=True), self.ns)
                     if value is not None:
@@ -281,7 +239,7 @@ class Server:
                         result = repr(value)
             finally:
                 self.running = False
-        except BaseException as exc:  # noqa: B902 - the cell's errors are its output
+        except BaseException as exc:  # noqa: BLE001 - the cell's errors are its output
             if os.getpid() != self.pid:
                 os._exit(0)
             error = _format_error(exc, self.limit)
@@ -290,83 +248,430 @@ class Server:
             os._exit(0)
         return result, error
 
-    def _others(self):
-        """Live (non-zombie) processes other than init and this server."""
-        pids = []
-        for name in os.listdir("/proc"):
-            if name.isdigit() and int(name) not in (1, self.pid):
-                try:
-                    with open("/proc/%s/stat" % name, "rb") as f:
-                        state = f.read().rsplit(b")", 1)[1].split()[0]
-                except (OSError, IndexError):
-                    continue
-                if state != b"Z":
-                    pids.append(int(name))
-        return pids
-
     def stop_strays(self):
-        """Kill every process in the container except init and this server."""
-        if not self.kill_strays:
-            return False
-        try:
-            os.kill(-1, signal.SIGKILL)  # one atomic sweep: nothing can fork past it
-        except OSError:
+        """Kill every process in the container except init and this kernel; True if there were any."""
+        if not self.kill_strays or not _live_pids((1, self.pid)):
             return False
         deadline = time.monotonic() + 2.0
         while True:
+            try:
+                os.kill(-1, signal.SIGKILL)  # one atomic sweep: nothing can fork past it
+            except OSError:
+                pass
             try:
                 while os.waitpid(-1, os.WNOHANG)[0]:
                     pass
             except ChildProcessError:
                 pass
-            if not self._others() or time.monotonic() > deadline:
+            if not _live_pids((1, self.pid)) or time.monotonic() > deadline:
                 return True
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
             time.sleep(0.002)
 
-    def handle(self, msg):
-        if msg.get("type") != "exec":
-            return {"type": "error", "message": "unknown message"}
-        result, error = self.run_cell(str(msg.get("code", "")))
-        strays = self.stop_strays()
-        (out, out_cut), (err, err_cut) = self.capture.collect()
-        result, res_cut = _cap(result, self.limit)
-        return {
-            "type": "result",
-            "id": msg.get("id"),
-            "stdout": out,
-            "stderr": err,
-            "result": result,
-            "error": error,
-            "truncated": out_cut or err_cut or res_cut,
-            "strays": strays,
-        }
+    def stop_threads(self):
+        """Ask every thread the cell left behind to stop (SystemExit); wait briefly for new ones."""
+        import threading
+
+        main = threading.main_thread()
+        others = [t for t in threading.enumerate() if t is not main and t.is_alive()]
+        fresh = [t for t in others if t.ident not in self.asked]
+        if not fresh or not self.kill_strays:
+            return
+        try:
+            import ctypes
+
+            raise_in = ctypes.pythonapi.PyThreadState_SetAsyncExc
+        except (ImportError, AttributeError):
+            return
+        for t in fresh:
+            self.asked.add(t.ident)
+            raise_in(ctypes.c_ulong(t.ident), ctypes.py_object(SystemExit))
+        deadline = time.monotonic() + 0.5
+        for t in fresh:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def serve(self):
-        self.send({"type": "ready", "pid": self.pid, "python": sys.version.split()[0]})
+        while True:
+            head = _read_exact(self.request_fd, 4)
+            if head is None:
+                os._exit(0)
+            body = _read_exact(self.request_fd, _LEN.unpack(head)[0])
+            if body is None:
+                os._exit(0)
+            request = json.loads(body.decode("utf-8"))
+            result, error = self.run_cell(str(request.get("code", "")))
+            for f in (sys.stdout, sys.stderr):
+                try:
+                    f.flush()
+                except BaseException:  # noqa: BLE001, S110 - the cell may have broken its own streams
+                    pass
+            strays = self.stop_strays()
+            self.stop_threads()
+            report = {"token": request.get("token"), "result": _cap(result, self.limit)[0], "error": error,
+                      "strays": strays}
+            try:
+                _write_frame(self.report_fd, report)
+            except (OSError, ValueError):
+                os._exit(70)  # the cell broke this end of the channel
+
+
+# ---------------------------------------------------------------- the supervisor (PID 1)
+
+
+class _Child:
+    """The supervisor's view of one kernel process."""
+
+    def __init__(self, pid, request_w, report_r, out_r, err_r, watched, limit):
+        self.pid, self.request_w, self.report_r = pid, request_w, report_r
+        self.outputs = {out_r: "stdout", err_r: "stderr"}
+        self.watched = watched  # the kernel's fd number -> the pipe it must still be
+        self.frames = _FrameBuffer(24 * limit + 65536)  # three capped texts, JSON-escaped
+        self.pending = bytearray()  # request bytes not yet written
+        self.status = None  # wait status once reaped
+
+    def fds(self):
+        return [self.report_r, *self.outputs]
+
+
+class Supervisor:
+    def __init__(self, options):
+        self.options = options
+        self.limit = int(options.get("output_limit", 65536))
+        self.kill_strays = bool(options.get("kill_strays", True))
+        self.protected = _set_dumpable(False)
+        self.host = _FrameBuffer(_MAX_HOST_FRAME)
+        self.kernel = None
+        self.cell = None  # the running exec: id, token, sinks
+        self.background = _Sink(self.limit)
+        self.oom_base = None
+        self.lost = None  # why the kernel was replaced between cells, told with the next result
+        self.last_token = None  # of the last cell whose result was sent
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.wake_r = wake_r
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *a: None)
+        signal.signal(signal.SIGINT, self._forward_sigint)
+        signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+        self.private = [0, 1, wake_r, wake_w]
+
+    def _forward_sigint(self, signum, frame):
+        if self.kernel is not None:
+            try:
+                os.kill(self.kernel.pid, signal.SIGINT)
+            except OSError:
+                pass
+
+    # -- the kernel's life
+
+    def spawn(self):
+        request_r, request_w = os.pipe()
+        report_r, report_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for w in (out_w, err_w):
+            try:
+                import fcntl
+
+                fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)
+            except (ImportError, OSError):
+                pass
+        watched = {request_r: os.fstat(request_r).st_ino, report_w: os.fstat(report_w).st_ino}
+        self.oom_base = _oom_kills()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGCHLD, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+                _set_dumpable(True)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                keep = {0, 1, 2, request_r, report_w}
+                for name in os.listdir("/proc/self/fd"):
+                    if int(name) not in keep:
+                        try:
+                            os.close(int(name))
+                        except OSError:
+                            pass
+                Kernel(request_r, report_w, self.options).serve()
+            finally:
+                os._exit(70)
+        for fd in (request_r, report_w, out_w, err_w):
+            os.close(fd)
+        for fd in (request_w, report_r, out_r, err_r):
+            os.set_blocking(fd, False)
+        self.kernel = _Child(pid, request_w, report_r, out_r, err_r, watched, self.limit)
+
+    def _close_kernel(self):
+        kernel, self.kernel = self.kernel, None
+        if kernel is None:
+            return
+        for fd in (kernel.request_w, *kernel.fds()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _reap(self):
+        """Collect every exited child; True if that included the kernel."""
+        found = False
         while True:
             try:
-                msg = self.read()
-                if msg is None:
-                    return
-                self.send(self.handle(msg))
-            except KeyboardInterrupt:  # an interrupt that arrived between cells
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return found
+            if pid == 0:
+                return found
+            if self.kernel is not None and pid == self.kernel.pid:
+                self.kernel.status = status
+                found = True
+
+    def _why_dead(self, status):
+        if os.WIFEXITED(status):
+            return "exit", f"it exited with code {os.WEXITSTATUS(status)}"
+        sig = os.WTERMSIG(status)
+        kills = _oom_kills()
+        if sig == signal.SIGKILL and kills is not None and self.oom_base is not None and kills > self.oom_base:
+            return "memory", "it ran out of memory"
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return "exit", f"it was killed ({name})"
+
+    def kill_kernel(self):
+        kernel = self.kernel
+        if kernel is None:
+            return
+        if kernel.status is None:
+            try:
+                os.kill(kernel.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.waitpid(kernel.pid, 0)
+            except ChildProcessError:
+                pass
+        self._close_kernel()
+        self.sweep()
+
+    def sweep(self):
+        """Kill every process but this one and the kernel; True if there were any."""
+        keep = (1, self.kernel.pid if self.kernel else 1)
+        found = False
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            others = _live_pids(keep)
+            if not others:
+                break
+            found = True
+            for pid in others:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._reap()
+            time.sleep(0.002)
+        return found
+
+    def _threads(self):
+        try:
+            with open(f"/proc/{self.kernel.pid}/status") as f:
+                for line in f:
+                    if line.startswith("Threads:"):
+                        return max(int(line.split()[1]) - 1, 0)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
+
+    def _channel_intact(self):
+        for fd, inode in self.kernel.watched.items():
+            try:
+                if os.readlink(f"/proc/{self.kernel.pid}/fd/{fd}") != f"pipe:[{inode}]":
+                    return False
+            except OSError:
+                return False
+        return True
+
+    # -- host messages
+
+    def send(self, message):
+        _write_frame(1, message)
+
+    def on_host(self, message):
+        kind = message.get("type")
+        if kind == "exec":
+            if self.kernel is None:
+                self.spawn()
+            token = os.urandom(16).hex()
+            request = json.dumps({"token": token, "code": str(message.get("code", ""))}).encode("utf-8", "replace")
+            self.kernel.pending += _LEN.pack(len(request)) + request
+            background, self.background = self.background, _Sink(self.limit)
+            self.cell = {"id": message.get("id"), "token": token, "background": background, "lost": self.lost,
+                         "stdout": _Sink(self.limit), "stderr": _Sink(self.limit), "checked": time.monotonic()}
+            self.lost = None
+        elif kind == "interrupt":
+            self._forward_sigint(signal.SIGINT, None)
+        elif kind == "restart":
+            self.kill_kernel()
+            self.cell = None
+            self.spawn()
+            self.send({"type": "restarted"})
+
+    def finish(self, report=None, died=None):
+        """Send the running cell's result: the kernel's report, or how the kernel died."""
+        cell, self.cell = self.cell, None
+        self.drain()
+        strays = self.sweep() if self.kill_strays and died is None else False
+        texts = [cell[name].text() for name in ("stdout", "stderr", "background")]
+        report = report or {}
+        result = report.get("result")
+        result, res_cut = _cap(_valid(result) if isinstance(result, str) else None, self.limit)
+        error = report.get("error")
+        if error is not None:
+            error = error if isinstance(error, dict) else {"ename": "Error", "evalue": str(error)}
+            error = {k: _cap(_valid(str(error.get(k, ""))), self.limit)[0] for k in ("ename", "evalue", "traceback")}
+        self.send({
+            "type": "result", "id": cell["id"], "stdout": texts[0][0], "stderr": texts[1][0],
+            "background": texts[2][0], "result": result, "error": error,
+            "truncated": any(t[1] for t in texts) or res_cut,
+            "strays": bool(report.get("strays")) or strays, "threads": self._threads() if self.kernel else 0,
+            "died": died, "lost": cell["lost"],
+        })
+
+    def drain(self):
+        if self.kernel is None:
+            return
+        for fd in list(self.kernel.outputs):
+            while self._read_output(fd):
+                pass
+
+    def _read_output(self, fd):
+        try:
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            del self.kernel.outputs[fd]
+            os.close(fd)
+            return False
+        if self.cell is not None:
+            self.cell[self.kernel.outputs[fd]].add(data)
+        else:
+            self.background.add(data)
+        return True
+
+    def broken(self, why):
+        """The kernel broke its channel: replace it and report the running cell (if any)."""
+        if self.kernel is not None and self.kernel.status is not None:
+            kind, why = self._why_dead(self.kernel.status)
+        else:
+            kind = "protocol"
+        if self.cell is not None:
+            self.drain()
+        self.kill_kernel()
+        if self.cell is not None:
+            self.finish(died={"kind": kind, "reason": why})
+        else:
+            self.lost = why
+        self.spawn()
+
+    def on_report(self):
+        kernel = self.kernel
+        try:
+            data = os.read(kernel.report_r, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            deadline = time.monotonic() + 1.0  # a dying process closes its pipes just before it exits
+            while kernel.status is None and time.monotonic() < deadline and not self._reap():
+                time.sleep(0.01)
+            self.broken("it closed its channel to the sandbox")
+            return
+        try:
+            frames = kernel.frames.feed(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.broken(f"it sent a malformed message ({exc})")
+            return
+        for frame in frames:
+            token = frame.get("token")
+            if token is not None and token == self.last_token:
+                self.broken("the code before this call sent a forged result and went on running; "
+                            + ("this code may not have run" if self.cell else "it was stopped"))
+                return
+            if self.cell is None or token != self.cell["token"]:
+                self.broken("it sent a message that was not its result")
+                return
+            self.last_token = token
+            self.finish(report=frame)
+
+    def serve(self):
+        self.spawn()
+        self.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0],
+                   "protected": self.protected})
+        while True:
+            kernel = self.kernel
+            readable = [0, self.wake_r] + (kernel.fds() if kernel else [])
+            writable = [kernel.request_w] if kernel is not None and kernel.pending else []
+            try:
+                ready, can_write, _ = select.select(readable, writable, [], _CHECK_EVERY if self.cell else None)
+            except InterruptedError:
                 continue
+            if self.wake_r in ready:
+                try:
+                    os.read(self.wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            if self._reap() and self.kernel is not None:
+                self.drain()
+                self.broken("")
+                continue
+            if 0 in ready:
+                chunk = os.read(0, 1 << 20)
+                if not chunk:
+                    os._exit(0)
+                for message in self.host.feed(chunk):
+                    self.on_host(message)
+            kernel = self.kernel
+            if kernel is None:
+                continue
+            if kernel.request_w in can_write and kernel.pending:
+                try:
+                    del kernel.pending[: os.write(kernel.request_w, kernel.pending)]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.broken("it closed its channel to the sandbox")
+                    continue
+            for fd in list(kernel.outputs):
+                if fd in ready:
+                    while self._read_output(fd):
+                        pass
+            if kernel.report_r in ready:
+                self.on_report()
+            if self.cell is not None and self.kernel is not None:
+                now = time.monotonic()
+                if now - self.cell["checked"] >= _CHECK_EVERY:
+                    self.cell["checked"] = now
+                    if not self._channel_intact():
+                        self.broken("it closed or replaced its channel to the sandbox")
 
 
 def main():
     options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     sys.argv = [""]
-    server = Server(options)
     try:
-        server.serve()
-    except BaseException:
-        os.write(server.proto_err, traceback.format_exc().encode("utf-8", "replace"))
+        Supervisor(options).serve()
+    except BaseException:  # noqa: BLE001 - report any crash on stderr before dying
+        os.write(2, traceback.format_exc().encode("utf-8", "replace"))
         os._exit(70)
-    os._exit(0)
 
 
 if __name__ == "__main__":

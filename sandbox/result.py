@@ -26,12 +26,15 @@ class ExecResult:
     """Outcome of one cell.
 
     ``result`` is the repr of the last expression (Jupyter style) or None.
-    ``restarted`` means the interpreter was replaced and variables were lost;
-    ``notice`` then says why (it can also mention stopped background processes).
+    ``background`` is what threads or processes of earlier cells printed
+    since the previous call. ``restarted`` means the interpreter was replaced
+    and variables were lost; ``notice`` then says why (it also mentions
+    stopped background processes and threads that are still running).
     """
 
     stdout: str = ""
     stderr: str = ""
+    background: str = ""
     result: str | None = None
     error: ExecError | None = None
     timed_out: bool = False

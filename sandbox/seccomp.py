@@ -5,8 +5,12 @@ non-root): it refuses the system calls that inspect or modify other processes
 (``ptrace``, ``process_vm_readv``/``writev``, ``kcmp``, ``pidfd_getfd``; the
 Docker default allows ``ptrace``), create namespaces, mount filesystems, load
 kernel code, or change the clock, plus rarely needed kernel attack surface
-(``bpf``, ``userfaultfd``, ``io_uring``, ``perf_event_open``, keyrings).
-Everything else is allowed.
+(``bpf``, ``userfaultfd``, ``io_uring``, ``perf_event_open``, keyrings), and
+``memfd_create``, which would let code execute a binary it wrote into memory
+although every writable mount is ``noexec``. Everything else is allowed; in
+particular memory that is writable and executable cannot be refused this way
+(``mprotect`` is how shared libraries load), so code can still run machine code
+it writes itself (for example through ``ctypes``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ DENIED = (
     # extra kernel attack surface
     "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "keyctl", "add_key",
     "request_key", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # executing a file that lives only in memory
+    "memfd_create",
 )
 
 # clone() flags that create namespaces; clone3 takes its flags in memory that

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "security: an attack on the sandbox, the browser or sessions (`pytest -m security`)")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Marked tests skip without Docker / llama-server, or fail when CI requires them.
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
 
 import pytest
 
 REQUIRE_ENV = "OSS_AGENT_REQUIRE_DOCKER"
+RUN_LABEL = "oss-agent.test-run"
+RUN_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # labels every sandbox this test run creates
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,14 +54,20 @@ def _test_image() -> str:
     return build_image(quiet=True)
 
 
-def own_resources(client) -> list[str]:
-    """Names of sandbox containers and volumes created by this test process."""
+def own_resources(client, label: str | None = None) -> list[str]:
+    """Names of sandbox containers and volumes created by this test process (or carrying ``label``)."""
     from sandbox.docker_client import LABEL, LABEL_PID
 
-    filters = {"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]}
+    mine = label or f"{LABEL_PID}={os.getpid()}"
+    filters = {"label": [f"{LABEL}=1", mine]}
     names = [c["Names"][0] for c in client.api.containers(all=True, filters=filters)]
     names += [v["Name"] for v in client.api.volumes(filters=filters).get("Volumes") or []]
     return names
+
+
+def run_resources(client) -> list[str]:
+    """Names of sandbox containers and volumes labelled with this test run's id."""
+    return own_resources(client, f"{RUN_LABEL}={RUN_ID}")
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +97,7 @@ def make_sandbox(sandbox_image):
     def factory(**options):
         options.setdefault("image", sandbox_image)
         options.setdefault("timeout", 20)
+        options.setdefault("labels", {RUN_LABEL: RUN_ID})
         box = DockerSandbox(**options)
         created.append(box)
         return box
@@ -108,6 +118,6 @@ def shared_sandbox(sandbox_image):
     """One started sandbox for a module's read-only checks."""
     from sandbox import DockerSandbox
 
-    box = DockerSandbox(sandbox_image, timeout=20).start()
+    box = DockerSandbox(sandbox_image, timeout=20, labels={RUN_LABEL: RUN_ID}).start()
     yield box
     box.close()

@@ -29,7 +29,7 @@ def test_container_settings(shared_sandbox, docker_client):
     assert host["Memory"] == 512 * 1024**2 and host["MemorySwap"] == host["Memory"]
     assert host["NanoCpus"] == 1_000_000_000
     assert host["PidsLimit"] == 128
-    assert host["Init"] is True
+    assert not host["Init"]  # the REPL's supervisor is PID 1 itself
     assert host["IpcMode"] == "private"
     assert "noexec" in host["Tmpfs"]["/tmp"]
     assert {u["Name"]: u["Hard"] for u in host["Ulimits"]} == {"fsize": 16 * 1024**2, "nofile": 256}
