@@ -1,13 +1,15 @@
 # Sourced by .ci/run: build llama-server (CPU, Release, server target only) from the PyPI
 # sdist of llama-cpp-python, which vendors all of llama.cpp, and cache the binary and the
 # vendored converter outside the checkout, keyed by version. Exports OSS_AGENT_LLAMA_SERVER
-# (the binary) and OSS_AGENT_LLAMACPP_SRC (the vendored tree: convert_hf_to_gguf.py, gguf-py).
+# (the binary) and OSS_AGENT_LLAMACPP_SRC (the vendored tree: convert_hf_to_gguf.py, gguf-py,
+# conversion/, and the gpt-oss chat template the tiny test GGUFs carry).
 # A warm cache skips the build.
 
 _oss_llama_version="0.3.36"
 _oss_llama_cache="${OSS_AGENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oss-agent}/llama-cpp-python-${_oss_llama_version}"
 
-if [ ! -x "$_oss_llama_cache/bin/llama-server" ]; then
+_oss_llama_template="models/templates/openai-gpt-oss-120b.jinja"
+if [ ! -x "$_oss_llama_cache/bin/llama-server" ] || [ ! -f "$_oss_llama_cache/src/$_oss_llama_template" ]; then
     echo "llama_server.sh: building llama-server from llama-cpp-python ${_oss_llama_version} (about 10 min on 2 cores)" >&2
     _oss_llama_tmp="$(mktemp -d -t llamacpp.XXXXXX)"
     python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==${_oss_llama_version}" -d "$_oss_llama_tmp"
@@ -24,6 +26,8 @@ if [ ! -x "$_oss_llama_cache/bin/llama-server" ]; then
     mkdir -p "$_oss_llama_cache.partial/src"
     cp -r "$_oss_llama_src/convert_hf_to_gguf.py" "$_oss_llama_src/gguf-py" "$_oss_llama_cache.partial/src/"
     [ -d "$_oss_llama_src/conversion" ] && cp -r "$_oss_llama_src/conversion" "$_oss_llama_cache.partial/src/"
+    mkdir -p "$_oss_llama_cache.partial/src/$(dirname "$_oss_llama_template")"
+    cp "$_oss_llama_src/$_oss_llama_template" "$_oss_llama_cache.partial/src/$_oss_llama_template"
     rm -rf "$_oss_llama_cache"
     mv "$_oss_llama_cache.partial" "$_oss_llama_cache"
     rm -rf "$_oss_llama_tmp"

@@ -1,0 +1,188 @@
+"""Both llama.cpp paths against a real llama-server running tiny gpt-oss GGUFs.
+
+`LlamaCppBackend` (native `/completion`, ids both ways) and
+`OpenAICompatibleBackend` (`/v1/completions`, prompt as ids or as text) run a
+tool chain and a second user turn; the server's own timings show what it
+prefilled. The scripted model's final answer holds U+2028, which must survive
+the SSE stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import tiny_gguf
+from cli_helpers import cli_env, run_cli
+from llama_server import Server, serve
+from openai_harmony import Conversation, Message, Role, SystemContent
+
+from agent import Agent, tool
+from agent.backends import LlamaCppBackend, OpenAICompatibleBackend
+from agent.backends.base import CompletionRequest, Usage
+from agent.errors import ContextOverflowError, OssAgentError
+from agent.harmony.encoding import get_encoding, special_ids
+
+pytestmark = pytest.mark.llamacpp
+CTX = 4096
+TOOLS_FILE = '''\
+from agent import tool
+
+
+@tool
+def lookup(q: str) -> str:
+    """Look a thing up.
+
+    Args:
+        q: What to look up.
+    """
+    return f"{q} is 42"
+'''
+
+
+@tool
+def lookup(q: str) -> str:
+    """Look a thing up.
+
+    Args:
+        q: What to look up.
+    """
+    return f"{q} is 42"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with serve(tiny_gguf.scripted(calls=1), ctx=CTX) as running:
+        yield running
+
+
+def make_backend(kind: str, url: str, **kw) -> LlamaCppBackend | OpenAICompatibleBackend:
+    if kind == "native":
+        return LlamaCppBackend(url, **kw)
+    return OpenAICompatibleBackend(base_url=url + "/v1", prompt_format=kind.split("-")[1], **kw)
+
+
+def ids(text: str) -> list[int]:
+    return get_encoding().encode(text, allowed_special="all")
+
+
+def first_prompt(user: str = "Hi") -> list[int]:
+    conv = Conversation.from_messages([
+        Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
+        Message.from_role_and_content(Role.USER, user),
+    ])
+    return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
+
+
+async def collect(backend, prompt: list[int], max_tokens: int = 200) -> tuple[list[int], Usage]:
+    out: list[int] = []
+    usage = None
+    try:
+        async for item in backend.stream(CompletionRequest(prompt, special_ids().stops, max_tokens)):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                out += item
+    finally:
+        await backend.aclose()
+    assert usage is not None
+    return out, usage
+
+
+@pytest.mark.parametrize("kind", ["native", "openai-ids", "openai-text"])
+def test_sampled_ids_come_back_exactly(server, kind):
+    backend = make_backend(kind, server.url)
+    got, usage = asyncio.run(collect(backend, first_prompt()))
+    assert got == ids(tiny_gguf.CALL)  # `<|call|>` included
+    assert usage.finish_reason == "stop" and usage.completion_tokens == len(got)
+    assert backend.context_window == CTX and backend.max_completion_tokens == CTX // 2
+
+
+@pytest.mark.parametrize("kind", ["native", "openai-ids", "openai-text"])
+def test_tool_chain_and_second_turn(server, kind):
+    agent = Agent(backend=make_backend(kind, server.url), tools=[lookup], date="2025-01-01")
+    try:
+        turns = [agent.run("Hi"), agent.run("Once more")]
+    finally:
+        agent.close()
+    for result in turns:
+        assert result.output == tiny_gguf.ANSWER  # U+2028 intact through the stream
+        assert [r.output for r in result.tool_calls] == ["x is 42"]
+        assert json.loads(result.tool_calls[0].call.arguments) == {"q": "x"}
+        call_step, final_step = result.steps
+        assert (call_step.outcome, final_step.outcome) == ("tool_call", "final")
+        assert call_step.usage.finish_reason == final_step.usage.finish_reason == "stop"
+        # inside the chain the server prefills only what it has not seen: the
+        # tool result, the assistant header, and the `<|call|>` it never evaluated
+        seen = call_step.prompt_tokens + call_step.usage.completion_tokens - 1
+        prefilled = final_step.usage.prompt_tokens - final_step.usage.cached_prompt_tokens
+        assert final_step.shared_prefix_tokens == call_step.prompt_tokens
+        assert prefilled == final_step.prompt_tokens - seen
+
+
+def test_over_long_prompt_is_refused_before_sending(server):
+    def prompt_tokens_total() -> float:
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        return float(re.search(r"^llamacpp:prompt_tokens_total (\S+)$", metrics, re.MULTILINE).group(1))
+
+    before = prompt_tokens_total()
+    long = first_prompt("word " * CTX)
+    for kind in ("native", "openai-ids"):
+        with pytest.raises(ContextOverflowError, match=f"{CTX}-token context"):
+            asyncio.run(collect(make_backend(kind, server.url), long))
+    assert prompt_tokens_total() == before
+
+
+def test_completion_cut_by_the_budget_says_length(server):
+    for kind in ("native", "openai-ids"):
+        got, usage = asyncio.run(collect(make_backend(kind, server.url), first_prompt(), max_tokens=3))
+        assert got == ids(tiny_gguf.CALL)[:3]
+        assert usage.finish_reason == "length"
+
+
+def test_random_weights_end_in_typed_errors():
+    with serve(tiny_gguf.random_weights(), ctx=CTX) as random_server:
+        for seed, kind in enumerate(["native", "openai-ids", "native"]):
+            backend = make_backend(kind, random_server.url, max_completion_tokens=48, seed=seed)
+            agent = Agent(backend=backend, tools=[lookup], max_steps=4, date="2025-01-01")
+
+            async def run(agent: Agent = agent) -> None:
+                try:
+                    await asyncio.wait_for(agent.arun("Hi"), 120)
+                finally:
+                    await agent.aclose()
+
+            with pytest.raises(OssAgentError):
+                asyncio.run(run())
+
+
+def test_cli_doctor_and_run_without_model(server, tmp_path: Path):
+    env = cli_env(tmp_path / "home")
+    tools = tmp_path / "lookup_tools.py"
+    tools.write_text(TOOLS_FILE, encoding="utf-8")
+    for args in (["--backend", "llamacpp", "--base-url", server.url],
+                 ["--backend", "openai", "--base-url", server.url + "/v1"]):
+        doctor = run_cli("doctor", *args, env=env, timeout=120)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert f"context {CTX:,} tokens" in doctor.stdout and "all set" in doctor.stdout
+        assert "raw Harmony mode: answered 'Done" in doctor.stdout
+        ran = run_cli("run", *args, "-t", str(tools), "--no-save", "Look x up", env=env, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert tiny_gguf.ANSWER in ran.stdout
+
+
+def test_cli_doctor_with_no_server_listening(tmp_path: Path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    doctor = run_cli("doctor", "--backend", "llamacpp", "--base-url", f"http://127.0.0.1:{port}",
+                     env=cli_env(tmp_path / "home"), timeout=60)
+    assert doctor.returncode == 1
+    assert "no llama-server answers" in doctor.stdout and "all set" not in doctor.stdout
