@@ -12,7 +12,7 @@ _oss_llama_template="models/templates/openai-gpt-oss-120b.jinja"
 if [ ! -x "$_oss_llama_cache/bin/llama-server" ] || [ ! -f "$_oss_llama_cache/src/$_oss_llama_template" ]; then
     echo "llama_server.sh: building llama-server from llama-cpp-python ${_oss_llama_version} (about 10 min on 2 cores)" >&2
     _oss_llama_tmp="$(mktemp -d -t llamacpp.XXXXXX)"
-    python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==${_oss_llama_version}" -d "$_oss_llama_tmp"
+    python3 -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==${_oss_llama_version}" -d "$_oss_llama_tmp"
     tar -xzf "$_oss_llama_tmp"/llama_cpp_python-*.tar.gz -C "$_oss_llama_tmp"
     _oss_llama_src="$(echo "$_oss_llama_tmp"/llama_cpp_python-*/vendor/llama.cpp)"
     cmake -S "$_oss_llama_src" -B "$_oss_llama_tmp/build" -DCMAKE_BUILD_TYPE=Release \

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "backends": "benchmarks.bench_backends",
     "sandbox": "benchmarks.bench_sandbox",
     "browser": "benchmarks.bench_browser",
+    "llamacpp": "benchmarks.bench_llamacpp",
 }
 
 

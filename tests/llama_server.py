@@ -1,5 +1,7 @@
 """A real llama-server process for tests and benchmarks: 127.0.0.1 only, a free port, stopped on exit.
 
+Also `collect`, which drains one backend stream.
+
 The binary comes from `OSS_AGENT_LLAMA_SERVER` (set by `.ci/llama_server.sh`),
 else from the cache that script fills, else from PATH. Tests marked
 `llamacpp` skip without it, or fail when `OSS_AGENT_REQUIRE_LLAMACPP=1` (CI).
@@ -17,9 +19,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from tiny_gguf import LLAMACPP_VERSION, cache_dir
+
+from agent.backends.base import CompletionRequest, Usage
+from agent.harmony.encoding import special_ids
 
 BINARY_ENV = "OSS_AGENT_LLAMA_SERVER"
 REQUIRE_ENV = "OSS_AGENT_REQUIRE_LLAMACPP"
@@ -121,3 +127,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+async def collect(backend: Any, prompt: list[int], max_tokens: int = 200) -> tuple[list[int], Usage]:
+    """Every id one `backend.stream` yields, and its `Usage`; the backend is closed after."""
+    out: list[int] = []
+    usage = None
+    try:
+        async for item in backend.stream(CompletionRequest(prompt, special_ids().stops, max_tokens)):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                out += item
+    finally:
+        await backend.aclose()
+    assert usage is not None, "the stream ended without a Usage"
+    return out, usage

@@ -19,14 +19,13 @@ import httpx
 import pytest
 import tiny_gguf
 from cli_helpers import cli_env, run_cli
-from llama_server import Server, serve
+from llama_server import Server, collect, serve
 from openai_harmony import Conversation, Message, Role, SystemContent
 
 from agent import Agent, tool
 from agent.backends import LlamaCppBackend, OpenAICompatibleBackend
-from agent.backends.base import CompletionRequest, Usage
 from agent.errors import ContextOverflowError, OssAgentError
-from agent.harmony.encoding import get_encoding, special_ids
+from agent.harmony.encoding import get_encoding
 
 pytestmark = pytest.mark.llamacpp
 CTX = 4096
@@ -77,21 +76,6 @@ def first_prompt(user: str = "Hi") -> list[int]:
         Message.from_role_and_content(Role.USER, user),
     ])
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
-
-
-async def collect(backend, prompt: list[int], max_tokens: int = 200) -> tuple[list[int], Usage]:
-    out: list[int] = []
-    usage = None
-    try:
-        async for item in backend.stream(CompletionRequest(prompt, special_ids().stops, max_tokens)):
-            if isinstance(item, Usage):
-                usage = item
-            else:
-                out += item
-    finally:
-        await backend.aclose()
-    assert usage is not None
-    return out, usage
 
 
 @pytest.mark.parametrize("kind", ["native", "openai-ids", "openai-text"])

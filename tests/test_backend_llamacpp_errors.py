@@ -10,8 +10,8 @@ import socket
 import httpx
 import pytest
 import respx
+from llama_server import collect
 
-from agent.backends.base import CompletionRequest, Usage
 from agent.backends.llamacpp import LlamaCppBackend, resolve_url
 from agent.errors import (
     BackendError,
@@ -20,7 +20,7 @@ from agent.errors import (
     ModelNotFoundError,
     OssAgentError,
 )
-from agent.harmony.encoding import get_encoding, special_ids
+from agent.harmony.encoding import get_encoding
 
 BASE = "http://127.0.0.1:8080"
 PROPS = {"default_generation_settings": {"n_ctx": 4096}, "total_slots": 1, "model_path": "tiny.gguf"}
@@ -36,19 +36,7 @@ def fake(router, events=(), *, tokens=None, props=PROPS, status=200, body=None):
 
 
 def run(backend: LlamaCppBackend, prompt: list[int] | None = None):
-    async def main():
-        out, usage = [], None
-        try:
-            async for item in backend.stream(CompletionRequest(prompt or [200006, 1428], special_ids().stops, 50)):
-                if isinstance(item, Usage):
-                    usage = item
-                else:
-                    out += item
-        finally:
-            await backend.aclose()
-        return out, usage
-
-    return asyncio.run(main())
+    return asyncio.run(collect(backend, prompt or [200006, 1428], 50))
 
 
 def final(stop_type="eos", prompt_n=2, cache_n=0, **extra):

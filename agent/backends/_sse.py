@@ -7,6 +7,7 @@ so a model quoting web text would break the stream in two.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 
@@ -32,16 +33,17 @@ async def aiter_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
 async def aiter_data(response: httpx.Response) -> AsyncIterator[str]:
     """The `data` of each event of an SSE response (multi-line data joined with LF)."""
     data: list[str] = []
-    async for line in aiter_lines(response.aiter_text()):
-        if line == "":
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue  # comment
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value.removeprefix(" "))
+    async with contextlib.aclosing(aiter_lines(response.aiter_text())) as lines:
+        async for line in lines:
+            if line == "":
+                if data:
+                    yield "\n".join(data)
+                    data = []
+                continue
+            if line.startswith(":"):
+                continue  # comment
+            field, _, value = line.partition(":")
+            if field == "data":
+                data.append(value.removeprefix(" "))
     if data:
         yield "\n".join(data)

@@ -12,6 +12,7 @@ This is the exact-ids path for every llama.cpp-based server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -162,23 +163,24 @@ class LlamaCppBackend(ServerBackend):
                 if r.status_code >= 400:
                     await r.aread()
                     raise self._http_error(r.status_code, read_json(r), r.text)
-                async for data in aiter_data(r):
-                    chunk = json.loads(data)
-                    if not isinstance(chunk, dict):
-                        raise self.unreadable(data)
-                    if "error" in chunk:
-                        raise self._http_error(500, chunk, data)
-                    ids = check_ids(chunk.get("tokens") or [], f"llama-server at {self.base_url}")
-                    if stopped and ids:
-                        break  # the server samples on past a Harmony stop: end the request here
-                    ids, hit = cut_at_stop(ids, request.stop)  # whether or not the server stops there
-                    stopped = stopped or hit
-                    if ids:
-                        first = first or time.perf_counter()
-                        yield ids
-                    if chunk.get("stop"):
-                        final = chunk
-                        break
+                async with contextlib.aclosing(aiter_data(r)) as events:
+                    async for data in events:
+                        chunk = json.loads(data)
+                        if not isinstance(chunk, dict):
+                            raise self.unreadable(data)
+                        if "error" in chunk:
+                            raise self._http_error(500, chunk, data)
+                        ids = check_ids(chunk.get("tokens") or [], f"llama-server at {self.base_url}")
+                        if stopped and ids:
+                            break  # the server samples on past a Harmony stop: end the request here
+                        ids, hit = cut_at_stop(ids, request.stop)  # whether or not the server stops there
+                        stopped = stopped or hit
+                        if ids:
+                            first = first or time.perf_counter()
+                            yield ids
+                        if chunk.get("stop"):
+                            final = chunk
+                            break
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from None
         except json.JSONDecodeError as exc:

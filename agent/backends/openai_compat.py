@@ -12,6 +12,7 @@ Never `/chat/completions`: the server must not re-render the conversation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -197,30 +198,31 @@ class OpenAICompatibleBackend(ServerBackend):
                 if r.status_code >= 400:
                     await r.aread()
                     raise self._http_error(r)
-                async for data in aiter_data(r):
-                    if data.strip() == "[DONE]":
-                        done = True
-                        break
-                    chunk = json.loads(data)
-                    if not isinstance(chunk, dict):
-                        raise self.unreadable(data)
-                    if "error" in chunk or chunk.get("object") == "error":
-                        raise BackendError(f"{where} failed while generating: {error_text(chunk, data)}")
-                    usage = chunk.get("usage") or usage
-                    timings = chunk.get("timings") or timings
-                    for choice in chunk.get("choices") or []:
-                        exact = _choice_ids(choice)
-                        ids = check_ids(exact, where) if exact is not None else text_ids.feed(choice.get("text") or "")
-                        if stopped:
-                            ids = []  # past a Harmony stop: only the usage still matters
-                        ids, hit = cut_at_stop(ids, request.stop)
-                        stopped = stopped or hit
-                        if ids:
-                            first = first or time.perf_counter()
-                            last_id = ids[-1]
-                            yield list(ids)
-                        finish = choice.get("finish_reason") or finish
-                        stop_reason = choice.get("stop_reason", stop_reason)
+                async with contextlib.aclosing(aiter_data(r)) as events:
+                    async for data in events:
+                        if data.strip() == "[DONE]":
+                            done = True
+                            break
+                        chunk = json.loads(data)
+                        if not isinstance(chunk, dict):
+                            raise self.unreadable(data)
+                        if "error" in chunk or chunk.get("object") == "error":
+                            raise BackendError(f"{where} failed while generating: {error_text(chunk, data)}")
+                        usage = chunk.get("usage") or usage
+                        timings = chunk.get("timings") or timings
+                        for choice in chunk.get("choices") or []:
+                            exact = _choice_ids(choice)
+                            ids = check_ids(exact, where) if exact is not None else text_ids.feed(choice.get("text") or "")
+                            if stopped:
+                                ids = []  # past a Harmony stop: only the usage still matters
+                            ids, hit = cut_at_stop(ids, request.stop)
+                            stopped = stopped or hit
+                            if ids:
+                                first = first or time.perf_counter()
+                                last_id = ids[-1]
+                                yield list(ids)
+                            finish = choice.get("finish_reason") or finish
+                            stop_reason = choice.get("stop_reason", stop_reason)
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from None
         except json.JSONDecodeError as exc:
