@@ -590,7 +590,7 @@ class Supervisor:
         except OSError:
             data = b""
         if not data:
-            deadline = time.monotonic() + 1.0  # a dying process closes its pipes just before it exits
+            deadline = time.monotonic() + 0.2  # a dying process closes its pipes just before it exits
             while kernel.status is None and time.monotonic() < deadline and not self._reap():
                 time.sleep(0.01)
             self.broken("it closed its channel to the sandbox")

@@ -121,3 +121,22 @@ def shared_sandbox(sandbox_image):
     box = DockerSandbox(sandbox_image, timeout=20, labels={RUN_LABEL: RUN_ID}).start()
     yield box
     box.close()
+
+
+SLOW_CELL = "open('/mnt/data/started', 'w').write('1')\nimport time\ntime.sleep(60)"
+
+
+def wait_for_file(client, container: str, path: str) -> None:
+    """Return once ``path`` exists in ``container`` (asks Docker; gives up after 30 s)."""
+    import time
+
+    import docker
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            client.api.get_archive(container, path)[0].close()
+            return
+        except docker.errors.APIError:  # not there yet
+            continue
+    raise AssertionError(f"{path} never appeared")

@@ -70,12 +70,14 @@ def test_fetches_a_public_page():
         "http://224.0.0.1/",
     ],
 )
+@pytest.mark.security
 def test_non_public_addresses_are_refused(url):
     fetcher = make_fetcher(lambda request: pytest.fail("request sent"))
     with pytest.raises(FetchError, match="non-public address"):
         run(fetcher.fetch(url))
 
 
+@pytest.mark.security
 def test_host_names_are_checked_after_resolution():
     fetcher = make_fetcher(
         lambda request: pytest.fail("request sent"), {"intranet.example.com": [PUBLIC, "10.1.2.3"]}
@@ -86,6 +88,7 @@ def test_host_names_are_checked_after_resolution():
         run(fetcher.fetch("https://intranet.example.com/"))
 
 
+@pytest.mark.security
 def test_redirect_to_a_private_address_is_refused_on_that_hop():
     seen = []
 
@@ -125,6 +128,7 @@ def test_allow_hosts_opens_chosen_intranet_hosts(monkeypatch):
         run(fetcher.fetch("http://other.corp/"))
 
 
+@pytest.mark.security
 def test_only_http_and_https():
     fetcher = make_fetcher(lambda request: pytest.fail("request sent"))
     for url in ("file:///etc/passwd", "ftp://site.example.com/x", "gopher://site.example.com/"):
@@ -154,6 +158,7 @@ def test_oversized_body_is_capped():
     assert len(result.text) == 10_000 and result.truncated
 
 
+@pytest.mark.security
 def test_streamed_body_stops_reading_at_the_cap():
     produced = []
 
@@ -172,6 +177,7 @@ def test_streamed_body_stops_reading_at_the_cap():
 
 
 @pytest.mark.parametrize("content_type", ["application/pdf", "image/png", "application/octet-stream"])
+@pytest.mark.security
 def test_binary_content_types_are_refused(content_type):
     fetcher = make_fetcher(
         lambda request: httpx.Response(200, headers={"content-type": content_type}, content=b"%PDF-1.7")
@@ -267,6 +273,7 @@ def test_pinned_request_over_a_real_connection():
         thread.join()
 
 
+@pytest.mark.security
 def test_loopback_stays_refused_without_the_allow_list():
     async def main():
         fetcher = Fetcher(resolver=fake_resolver({"docs.intranet.test": ["127.0.0.1"]}), policy=HostPolicy())

@@ -219,6 +219,7 @@ def test_search_failures_and_empty_results():
     assert tool.pages == ()
 
 
+@pytest.mark.security
 def test_fetch_refusals_reach_the_model():
     tool, fetched = make_tool()
     with pytest.raises(ToolRetry, match=r"Error fetching URL `http://169.254.169.254/latest/`: Refused"):
@@ -233,6 +234,7 @@ def test_fetch_refusals_reach_the_model():
     assert tool.pages == ()
 
 
+@pytest.mark.security
 def test_output_is_neutralised_and_markers_cannot_be_forged():
     tool, _ = make_tool()
     out = call(tool, "open", id="https://birds.example.org/green-heron")

@@ -83,6 +83,7 @@ def test_kept_background_thread_output_arrives_with_a_later_cell(make_sandbox):
     assert seen.count("from thread") == 1
 
 
+@pytest.mark.security
 def test_background_processes_are_stopped_after_each_cell(sandbox):
     result = sandbox.run("import subprocess\np = subprocess.Popen(['python3', '-c', 'import time; time.sleep(60)'])")
     assert result.notice and "Background processes" in result.notice
@@ -111,6 +112,7 @@ def test_mnt_data_persists_and_transfers_files(sandbox, tmp_path):
         sandbox.read_file("missing.txt")
 
 
+@pytest.mark.security
 def test_download_refuses_paths_outside_mnt_data(sandbox):
     from agent.errors import SandboxError
 
@@ -129,6 +131,7 @@ def test_files_survive_an_interpreter_restart(make_sandbox):
     assert box.run("open('/mnt/data/keep.txt').read()").result == "'still here'"
 
 
+@pytest.mark.security
 def test_concurrent_sandboxes_are_isolated(make_sandbox):
     first, second = make_sandbox(), make_sandbox()
     first.run("secret = 1\nopen('/mnt/data/f', 'w').write('1')")

@@ -28,6 +28,7 @@ WRITE_TO_PIPES = (
 
 
 @docker_test
+@pytest.mark.security
 def test_python_loop_is_interrupted_and_state_kept(make_sandbox):
     box = make_sandbox(timeout=1)
     box.run("kept = [1, 2, 3]")
@@ -47,6 +48,7 @@ def test_per_call_timeout_overrides_the_default(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_c_level_loop_is_killed_and_restart_reported(make_sandbox):
     box = make_sandbox(timeout=1, interrupt_grace=0.5)
     box.run("kept = 1")
@@ -62,6 +64,7 @@ def test_c_level_loop_is_killed_and_restart_reported(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_memory_bomb_is_contained_and_reported(make_sandbox):
     box = make_sandbox(memory="96m", tmp_size="8m", data_size="8m")
     box.run("kept = 1")
@@ -73,6 +76,7 @@ def test_memory_bomb_is_contained_and_reported(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_output_flood_is_truncated_and_host_memory_stays_flat(make_sandbox):
     box = make_sandbox(timeout=60)
     box.start()
@@ -92,6 +96,7 @@ def test_output_flood_is_truncated_and_host_memory_stays_flat(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_interpreter_killed_from_outside_is_detected(make_sandbox, docker_client):
     box = make_sandbox()
     box.run("kept = 1")
@@ -104,6 +109,7 @@ def test_interpreter_killed_from_outside_is_detected(make_sandbox, docker_client
 
 
 @docker_test
+@pytest.mark.security
 def test_container_removed_from_outside_is_detected(make_sandbox, docker_client):
     box = make_sandbox()
     box.run("kept = 1")
@@ -113,6 +119,7 @@ def test_container_removed_from_outside_is_detected(make_sandbox, docker_client)
 
 
 @docker_test
+@pytest.mark.security
 def test_interpreter_exit_during_a_cell_is_reported(make_sandbox):
     box = make_sandbox()
     result = box.run("import os\nos._exit(3)")
@@ -122,6 +129,7 @@ def test_interpreter_exit_during_a_cell_is_reported(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_oversized_length_prefix_cannot_exhaust_host_memory(make_sandbox):
     box = make_sandbox()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -133,6 +141,7 @@ def test_oversized_length_prefix_cannot_exhaust_host_memory(make_sandbox):
 
 
 @docker_test
+@pytest.mark.security
 def test_forged_result_frame_is_rejected(make_sandbox):
     box = make_sandbox()
     forged = "import json, struct\nbody = json.dumps({'type': 'result', 'id': 'forged', 'stdout': 'pwned'}).encode()\n"

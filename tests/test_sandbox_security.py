@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_fixtures import docker_client, make_sandbox, sandbox_image, shared_sandbox  # noqa: F401
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.security]
 
 
 def _host_config(client, box):

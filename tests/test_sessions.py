@@ -131,6 +131,7 @@ def _writer(path: str, session_id: str, tag: str, count: int, barrier) -> None:
     store.close()
 
 
+@pytest.mark.security
 def test_two_processes_writing_at_once_do_not_corrupt_it(tmp_path):
     path = str(tmp_path / "s.db")
     shared = SessionStore(path).create({"writer": "both"})
@@ -161,6 +162,7 @@ def test_two_processes_writing_at_once_do_not_corrupt_it(tmp_path):
 # ---------------------------------------------------------------- storage failures and crashes
 
 
+@pytest.mark.security
 def test_a_damaged_database_is_a_session_error_that_names_the_file(tmp_path):
     path = tmp_path / "sessions.db"
     path.write_bytes(b"this is not SQLite at all " * 200)
@@ -175,6 +177,7 @@ def test_a_damaged_database_is_a_session_error_that_names_the_file(tmp_path):
     assert SessionStore(path).list() == []
 
 
+@pytest.mark.security
 def test_a_full_disk_is_a_session_error_and_the_chat_goes_on(tmp_path):
     path = tmp_path / "sessions.db"
     store = SessionStore(path)
@@ -248,6 +251,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.security
 def test_a_crash_before_the_first_token_loses_nothing(tmp_path):
     import subprocess
     import sys

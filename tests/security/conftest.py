@@ -4,7 +4,14 @@ volume of the project, labelled with this run's id or owned by this process, may
 from __future__ import annotations
 
 import pytest
-from sandbox_fixtures import docker_problem, own_resources, run_resources
+from sandbox_fixtures import (  # noqa: F401
+    docker_client,
+    docker_problem,
+    make_sandbox,
+    own_resources,
+    run_resources,
+    sandbox_image,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

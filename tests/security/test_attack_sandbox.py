@@ -6,33 +6,14 @@ what the model or the caller sees, and that the next call works."""
 from __future__ import annotations
 
 import threading
-import time
 
-import docker
 import pytest
-from sandbox_fixtures import docker_client, make_sandbox, sandbox_image  # noqa: F401
+from sandbox_fixtures import SLOW_CELL, wait_for_file
 
 from agent.errors import SandboxError
 from sandbox.python_tool import render
 
 pytestmark = pytest.mark.docker
-
-SLOW_CELL = "open('/mnt/data/started', 'w').write('1')\nimport time\ntime.sleep(60)"
-
-
-def wait_for_file(client, container: str, path: str) -> None:
-    """Return once ``path`` exists in ``container`` (asks Docker; gives up after 30 s)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            client.api.get_archive(container, path)[0].close()
-            return
-        except (docker.errors.NotFound, AttributeError):
-            continue
-        except docker.errors.APIError:
-            continue
-    raise AssertionError(f"{path} never appeared")
-
 
 def during_a_cell(box, client, act):
     """Run SLOW_CELL, do ``act(container_id)`` while it runs; return what `run` returned or raised."""
@@ -230,8 +211,8 @@ def test_a_result_forged_with_the_token_from_the_stack_reaches_the_host_only_as_
     "breakage",
     [
         "os.closerange(3, 1024)",
-        "null = os.open('/dev/null', os.O_WRONLY)\nfor fd in range(3, 64):\n    try:\n        os.fstat(fd)\n"
-        "        os.dup2(null, fd)\n    except OSError:\n        pass",
+        ("null = os.open('/dev/null', os.O_WRONLY)\nfor fd in range(3, 64):\n    try:\n        os.fstat(fd)\n"
+         "        os.dup2(null, fd)\n    except OSError:\n        pass"),
     ],
     ids=["closed", "replaced"],
 )
