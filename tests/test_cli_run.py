@@ -239,3 +239,22 @@ def test_a_stream_error_mid_answer_is_one_line(tmp_path):
         done = run_cli("run", "hi", env=cli_env(tmp_path, url))
     assert done.returncode == 1
     assert "llama runner process has terminated" in error_lines(done.stderr)[0]
+
+
+def test_non_utf8_bytes_in_the_prompt_are_replaced_not_fatal(tmp_path):
+    import subprocess
+    import sys
+
+    fake = FakeOllama([final_text("Got it."), final_text("Also.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        piped = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save"], input=b"caf\xe9 \xff ok\n",
+                               capture_output=True, env=env, timeout=60)
+        argv = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save", b"bad \xff byte"],
+                              capture_output=True, env=env, timeout=60)
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout == b"Got it.\n"
+    assert argv.returncode == 0, argv.stderr.decode()
+    assert argv.stdout == b"Also.\n"
+    assert "caf\ufffd \ufffd ok" in fake.generate_requests[0]["prompt"]
+    assert "bad \ufffd byte" in fake.generate_requests[1]["prompt"]

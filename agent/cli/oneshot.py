@@ -16,7 +16,9 @@ def read_prompt(prompt: str | None) -> str:
         return prompt
     if prompt is None and sys.stdin.isatty():
         raise ConfigurationError("no prompt: pass one (oss-agent run \"...\") or pipe it on stdin")
-    text = sys.stdin.read()
+    # Bytes, decoded leniently: a stray non-UTF-8 byte becomes U+FFFD, not a crash.
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8", "surrogateescape")
+    text = raw.decode("utf-8", "replace")
     if not text.strip():
         raise ConfigurationError("the prompt read from stdin is empty")
     return text
