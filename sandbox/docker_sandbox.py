@@ -474,6 +474,10 @@ class DockerSandbox:
 
     def _after_container_death(self, started: float) -> ExecResult:
         """The container's stream ended during a cell: only memory is the code's doing; the rest is raised."""
+        if self._closed:  # `close()` ended the cell
+            self._drop_socket()
+            return ExecResult(error=ExecError("SandboxError", "the sandbox was closed while this code ran"),
+                              restarted=True, duration_s=time.monotonic() - started)
         reason, removed = self._death_reason()
         if not removed:
             self._signal("SIGKILL")
