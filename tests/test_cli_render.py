@@ -44,3 +44,16 @@ def test_hidden_reasoning_is_summarised_and_kept_for_later():
     r.handle(TextDelta("ok", step=1))
     assert "secret plan" not in err.getvalue() and "reasoning hidden, 11 characters" in err.getvalue()
     assert r.last_reasoning == "secret plan"
+
+
+def test_a_resampled_step_is_one_note_on_stderr():
+    from agent.events import StepFinished
+
+    r, out, err = renderer()
+    r.handle(StepFinished(step=1, outcome="retry", usage=Usage(), prompt_tokens=10, shared_prefix_tokens=0,
+                          duration_s=0.1, backend_s=0.1, overhead_s=0.0,
+                          error="the completion was cut at the token budget or the context window"))
+    r.handle(TextDelta("fine", step=2))
+    r.handle(RunFinished(RunResult(output="fine")))
+    assert out.getvalue() == "fine\n"
+    assert "note: the completion was cut at the token budget or the context window; sampling again" in err.getvalue()

@@ -87,6 +87,9 @@ class TurnRenderer:
             self.err.print(tool_panel(event))
         elif isinstance(event, StepFinished):
             self._prompt_tokens_last = event.prompt_tokens
+            if event.outcome == "retry" and event.error:
+                self._enter(None)
+                self.err.print(f"note: {event.error}; sampling again", style="yellow", markup=False, highlight=False)
         elif isinstance(event, RunFinished):
             self._enter(None)
             self.err.print()
