@@ -85,6 +85,7 @@ class DockerSandbox:
         self._closed = False
         self._swept = False
         self._keeper_started: str | None = None
+        self._threads_told = 0  # threads still running that the model was told about
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
 
     # ------------------------------------------------------------ lifecycle
@@ -421,11 +422,14 @@ class DockerSandbox:
             self.restarts += 1
         if reply.get("strays"):
             notes.append("Background processes started by this code were stopped.")
-        threads = reply.get("threads")
-        if isinstance(threads, int) and threads > 0 and self.config.kill_strays:
+        threads = reply.get("threads") if isinstance(reply.get("threads"), int) else 0
+        if restarted:
+            self._threads_told = 0
+        if threads > self._threads_told and self.config.kill_strays:  # told once, when their number grows
             notes.append(f"{threads} thread{'s' if threads > 1 else ''} started by this code {'are' if threads > 1 else 'is'} "
                          "still running (asked to stop, did not yet): what they print appears in later results, "
                          "and they can change variables at any time.")
+        self._threads_told = threads
         result = reply.get("result")
         return ExecResult(
             stdout=valid_text(reply.get("stdout")), stderr=valid_text(reply.get("stderr")),

@@ -161,6 +161,8 @@ def test_a_thread_that_refuses_to_stop_is_reported_to_the_model(make_sandbox):
     result = box.run(code)
     assert result.notice and "1 thread started by this code is still running" in result.notice
     assert "still running" in render(result)
+    again = box.run("'told once'")
+    assert again.result == "'told once'" and not again.notice
     assert box.run("stop.set()\n'stopping'").result == "'stopping'"
 
 
