@@ -57,3 +57,14 @@ def test_a_resampled_step_is_one_note_on_stderr():
     r.handle(RunFinished(RunResult(output="fine")))
     assert out.getvalue() == "fine\n"
     assert "note: the completion was cut at the token budget or the context window; sampling again" in err.getvalue()
+
+
+def test_a_preamble_that_turns_out_to_be_the_answer_is_shown_once_on_a_terminal():
+    from agent.events import PreambleDelta
+
+    out, err = io.StringIO(), io.StringIO()
+    r = TurnRenderer(Console(file=out, width=100, force_terminal=True), Console(file=err, width=100, force_terminal=True))
+    r.handle(PreambleDelta("Done, see above.", step=1))
+    r.handle(TextDelta("Done, see above.", step=1))
+    r.handle(RunFinished(RunResult(output="Done, see above.")))
+    assert (out.getvalue() + err.getvalue()).count("Done, see above.") == 1

@@ -60,6 +60,7 @@ class TurnRenderer:
     def _reset_turn(self) -> None:
         self._block: str | None = None
         self._text = ""  # the answer so far, raw
+        self._preamble = ""  # the preamble block so far
         self._shown = ""  # what was written of it on a non-terminal stdout
         self._reasoning_chars = 0
         self._live: Live | None = None
@@ -76,8 +77,11 @@ class TurnRenderer:
             self._reasoning(event.text)
         elif isinstance(event, PreambleDelta):
             self._enter("preamble")
+            self._preamble += event.text
             self._write_err(event.text)
         elif isinstance(event, TextDelta):
+            if self._block == "preamble" and event.text == self._preamble and self.out.is_terminal and self.err.is_terminal:
+                return  # the preamble just shown turned out to be the answer: it is on this screen already
             self._answer(event.text)
         elif isinstance(event, ToolCallEvent):
             self._enter(None)
@@ -88,6 +92,7 @@ class TurnRenderer:
         elif isinstance(event, StepFinished):
             self._prompt_tokens_last = event.prompt_tokens
             if event.outcome == "retry" and event.error:
+                self._discard_answer()
                 self._enter(None)
                 self.err.print(f"note: {event.error}; sampling again", style="yellow", markup=False, highlight=False)
         elif isinstance(event, RunFinished):
@@ -149,6 +154,7 @@ class TurnRenderer:
             else:
                 self._start_status("thinking…")
         elif block == "preamble":
+            self._preamble = ""
             self._begin_style("italic")
         elif block == "text":
             self._text = self._shown = ""
@@ -190,6 +196,15 @@ class TurnRenderer:
             self.out.file.write(visible[len(self._shown):])
             self.out.file.flush()
             self._shown = visible
+
+    def _discard_answer(self) -> None:
+        """A step that is sampled again: take back its partial answer where the screen allows it."""
+        if self._block == "text" and self._live is not None:
+            self._text = ""
+            self._live.update(Markdown(""), refresh=True)
+            self._live.stop()
+            self._live = None
+            self._block = None
 
     def _finish_answer(self) -> None:
         if self._live is not None:
