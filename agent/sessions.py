@@ -221,7 +221,8 @@ class SessionStore:
             if row is None:
                 return False
             db.execute("DELETE FROM messages WHERE session_id = ? AND seq = ?", (session_id, seq))
-            db.execute("UPDATE sessions SET turns = MAX(turns - ?, 0) WHERE id = ?", (int(row[0] == "user"), session_id))
+            is_user = int(row[0] == "user")
+            db.execute("UPDATE sessions SET turns = MAX(turns - ?, 0) WHERE id = ?", (is_user, session_id))
             if db.execute("SELECT 1 FROM messages WHERE session_id = ? LIMIT 1", (session_id,)).fetchone() is None:
                 db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
                 return True
@@ -252,7 +253,8 @@ class SessionStore:
     @_storage
     def list(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first."""
-        sql = "SELECT id, created_at, updated_at, title, turns, settings FROM sessions ORDER BY updated_at DESC, rowid DESC"
+        sql = ("SELECT id, created_at, updated_at, title, turns, settings FROM sessions "
+               "ORDER BY updated_at DESC, rowid DESC")
         rows = self._conn().execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [_info(row) for row in rows]
 

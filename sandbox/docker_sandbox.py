@@ -54,7 +54,7 @@ def _cleanup(state: dict[str, Any]) -> None:
         if state.get(key):
             try:
                 remove(state[key])
-            except Exception:  # noqa: BLE001, S110 - best effort, also at interpreter exit
+            except Exception:
                 pass
             state[key] = None
 
@@ -90,7 +90,7 @@ class DockerSandbox:
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> DockerSandbox:  # noqa: PYI034 - start() returns the sandbox itself
+    def __enter__(self) -> DockerSandbox:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -127,7 +127,7 @@ class DockerSandbox:
             if client is not None and self._own_client:
                 try:
                     client.close()
-                except Exception:  # noqa: BLE001, S110 - closing a client that may be broken
+                except Exception:
                     pass
             self._state["client"] = None
             self._finalizer.detach()
@@ -157,9 +157,7 @@ class DockerSandbox:
         After a refusal the container is dropped, so the next call starts afresh.
         """
         try:
-            return fn(*args)
-        except CONNECTION_ERRORS as exc:
-            raise SandboxUnavailableError(f"lost the connection to Docker: {exc}") from None
+            return self._api(fn, *args)
         except docker.errors.APIError as exc:
             restarted = self._state["container"] is not None
             if restarted:
@@ -167,6 +165,14 @@ class DockerSandbox:
                 self.restarts += 1
             then = "the next call starts a fresh sandbox" if restarted else "try again"
             raise SandboxError(f"Docker refused a sandbox operation ({_explain(exc)}); {then}") from None
+
+    @staticmethod
+    def _api(fn: Any, *args: Any) -> Any:
+        """Call ``fn``, turning a vanished daemon into `SandboxUnavailableError` (Docker's refusals pass)."""
+        try:
+            return fn(*args)
+        except CONNECTION_ERRORS as exc:
+            raise SandboxUnavailableError(f"lost the connection to Docker: {exc}") from None
 
     def _client(self) -> docker.DockerClient:
         if self._state["client"] is None or not self._swept:
@@ -291,7 +297,7 @@ class DockerSandbox:
                 pass
             try:
                 self._sock.close()
-            except Exception:  # noqa: BLE001, S110 - docker-py's wrapper may already be closed in any way
+            except Exception:
                 pass
         self._sock = self._reader = None
 
@@ -422,11 +428,13 @@ class DockerSandbox:
             self.restarts += 1
         if reply.get("strays"):
             notes.append("Background processes started by this code were stopped.")
-        threads = reply.get("threads") if isinstance(reply.get("threads"), int) else 0
+        threads = reply.get("threads")
+        threads = threads if isinstance(threads, int) else 0
         if restarted:
             self._threads_told = 0
         if threads > self._threads_told and self.config.kill_strays:  # told once, when their number grows
-            notes.append(f"{threads} thread{'s' if threads > 1 else ''} started by this code {'are' if threads > 1 else 'is'} "
+            many = threads > 1
+            notes.append(f"{threads} thread{'s' if many else ''} started by this code {'are' if many else 'is'} "
                          "still running (asked to stop, did not yet): what they print appears in later results, "
                          "and they can change variables at any time.")
         self._threads_told = threads
@@ -507,10 +515,9 @@ class DockerSandbox:
         with self._lock:
             self.start()
             try:
-                ok = self._guard(self._state["client"].api.put_archive, self._state["container"], DATA_DIR,
-                                 archive)
-            except SandboxError as exc:
-                raise SandboxError(f"upload failed: {exc}") from None
+                ok = self._api(self._state["client"].api.put_archive, self._state["container"], DATA_DIR, archive)
+            except docker.errors.APIError as exc:
+                raise SandboxError(f"upload failed: {_explain(exc)}") from None
         if not ok:
             raise SandboxError("upload failed")
         return f"{DATA_DIR}/{name}"
@@ -526,11 +533,13 @@ class DockerSandbox:
         with self._lock:
             self.start()
             api, container = self._state["client"].api, self._state["container"]
-            self._guard(files.refuse_links, api, container, relative)
             try:
-                stream, stat = self._guard(api.get_archive, container, full)
+                self._api(files.refuse_links, api, container, relative)
+                stream, stat = self._api(api.get_archive, container, full)
             except docker.errors.NotFound:
                 raise FileNotFoundError(full) from None
+            except docker.errors.APIError as exc:
+                raise SandboxError(f"download failed: {_explain(exc)}") from None
             if stat.get("size", 0) > cap:
                 raise SandboxError(f"{relative} is larger than the {self.config.max_download} download limit")
             data = bytearray()
@@ -565,7 +574,7 @@ class _Background(threading.Thread):
     def run(self) -> None:
         try:
             self._fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+        except BaseException as exc:
             self._error = exc
 
     def join(self, timeout: float | None = None) -> None:

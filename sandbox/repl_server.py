@@ -121,7 +121,7 @@ class _FrameBuffer:
             del self.data[: 4 + size]
             message = json.loads(body.decode("utf-8"))
             if not isinstance(message, dict):
-                raise ValueError("a frame that is not a JSON object")  # noqa: TRY004 - one error type for bad frames
+                raise ValueError("a frame that is not a JSON object")
             frames.append(message)
         return frames
 
@@ -172,7 +172,7 @@ def _oom_kills():
 def _safe_str(obj):
     try:
         return str(obj)
-    except BaseException:  # noqa: BLE001 - any object's __str__ may raise anything
+    except BaseException:
         return f"<unprintable {type(obj).__name__}>"
 
 
@@ -182,7 +182,7 @@ def _format_error(exc, limit):
         tb = tb.tb_next
     try:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
-    except BaseException:  # noqa: BLE001 - a hostile exception may break formatting
+    except BaseException:
         text = f"{type(exc).__name__}: {_safe_str(exc)}\n"
     return {"ename": type(exc).__name__, "evalue": _cap(_safe_str(exc), limit)[0], "traceback": _cap(text, limit)[0]}
 
@@ -231,7 +231,7 @@ class Kernel:
                 last = None
                 if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
                     last = ast.Expression(tree.body.pop().value)
-                exec(compile(tree, filename, "exec", dont_inherit=True), self.ns)  # noqa: S102 - a REPL
+                exec(compile(tree, filename, "exec", dont_inherit=True), self.ns)
                 if last is not None:
                     value = eval(compile(last, filename, "eval", dont_inherit=True), self.ns)
                     if value is not None:
@@ -239,7 +239,7 @@ class Kernel:
                         result = repr(value)
             finally:
                 self.running = False
-        except BaseException as exc:  # noqa: BLE001 - the cell's errors are its output
+        except BaseException as exc:
             if os.getpid() != self.pid:
                 os._exit(0)
             error = _format_error(exc, self.limit)
@@ -284,7 +284,7 @@ class Kernel:
             return
         for t in fresh:
             self.asked.add(t.ident)
-            raise_in(ctypes.c_ulong(t.ident), ctypes.py_object(SystemExit))
+            raise_in(ctypes.c_ulong(t.ident or 0), ctypes.py_object(SystemExit))
         deadline = time.monotonic() + 0.5
         for t in fresh:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -302,7 +302,7 @@ class Kernel:
             for f in (sys.stdout, sys.stderr):
                 try:
                     f.flush()
-                except BaseException:  # noqa: BLE001, S110 - the cell may have broken its own streams
+                except BaseException:
                     pass
             strays = self.stop_strays()
             self.stop_threads()
@@ -404,6 +404,7 @@ class Supervisor:
         for fd in (request_w, report_r, out_r, err_r):
             os.set_blocking(fd, False)
         self.kernel = _Child(pid, request_w, report_r, out_r, err_r, watched, self.limit)
+        return self.kernel
 
     def _close_kernel(self):
         kernel, self.kernel = self.kernel, None
@@ -478,6 +479,8 @@ class Supervisor:
         return found
 
     def _threads(self):
+        if self.kernel is None:
+            return 0
         try:
             with open(f"/proc/{self.kernel.pid}/status") as f:
                 for line in f:
@@ -488,9 +491,12 @@ class Supervisor:
         return 0
 
     def _channel_intact(self):
-        for fd, inode in self.kernel.watched.items():
+        kernel = self.kernel
+        if kernel is None:
+            return True
+        for fd, inode in kernel.watched.items():
             try:
-                if os.readlink(f"/proc/{self.kernel.pid}/fd/{fd}") != f"pipe:[{inode}]":
+                if os.readlink(f"/proc/{kernel.pid}/fd/{fd}") != f"pipe:[{inode}]":
                     return False
             except OSError:
                 return False
@@ -504,11 +510,10 @@ class Supervisor:
     def on_host(self, message):
         kind = message.get("type")
         if kind == "exec":
-            if self.kernel is None:
-                self.spawn()
+            kernel = self.kernel or self.spawn()
             token = os.urandom(16).hex()
             request = json.dumps({"token": token, "code": str(message.get("code", ""))}).encode("utf-8", "replace")
-            self.kernel.pending += _LEN.pack(len(request)) + request
+            kernel.pending += _LEN.pack(len(request)) + request
             background, self.background = self.background, _Sink(self.limit)
             self.cell = {"id": message.get("id"), "token": token, "background": background, "lost": self.lost,
                          "stdout": _Sink(self.limit), "stderr": _Sink(self.limit), "checked": time.monotonic()}
@@ -524,6 +529,8 @@ class Supervisor:
     def finish(self, report=None, died=None):
         """Send the running cell's result: the kernel's report, or how the kernel died."""
         cell, self.cell = self.cell, None
+        if cell is None:
+            return
         self.drain()
         strays = self.sweep() if self.kill_strays and died is None else False
         texts = [cell[name].text() for name in ("stdout", "stderr", "background")]
@@ -550,6 +557,9 @@ class Supervisor:
                 pass
 
     def _read_output(self, fd):
+        kernel = self.kernel
+        if kernel is None:
+            return False
         try:
             data = os.read(fd, 1 << 20)
         except BlockingIOError:
@@ -557,11 +567,11 @@ class Supervisor:
         except OSError:
             data = b""
         if not data:
-            del self.kernel.outputs[fd]
+            del kernel.outputs[fd]
             os.close(fd)
             return False
         if self.cell is not None:
-            self.cell[self.kernel.outputs[fd]].add(data)
+            self.cell[kernel.outputs[fd]].add(data)
         else:
             self.background.add(data)
         return True
@@ -583,6 +593,8 @@ class Supervisor:
 
     def on_report(self):
         kernel = self.kernel
+        if kernel is None:
+            return
         try:
             data = os.read(kernel.report_r, 1 << 20)
         except BlockingIOError:
@@ -669,7 +681,7 @@ def main():
     sys.argv = [""]
     try:
         Supervisor(options).serve()
-    except BaseException:  # noqa: BLE001 - report any crash on stderr before dying
+    except BaseException:
         os.write(2, traceback.format_exc().encode("utf-8", "replace"))
         os._exit(70)
 

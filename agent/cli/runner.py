@@ -40,7 +40,8 @@ class Approvals:
         self.before_asking()
         arguments = call.arguments if len(call.arguments) <= 400 else call.arguments[:400] + "…"
         while True:
-            answer = (await self.ask(f"Run {call.recipient} with {arguments}? [y]es / [n]o / [a]lways: ")).strip().lower()
+            question = f"Run {call.recipient} with {arguments}? [y]es / [n]o / [a]lways: "
+            answer = (await self.ask(question)).strip().lower()
             if answer in ("y", "yes"):
                 return True
             if answer in ("n", "no", ""):
@@ -118,7 +119,8 @@ class Runner:
         if self.recorder is None:  # saving was off: resuming a saved session turns it on
             from agent.sessions import SessionRecorder
 
-            self.recorder = SessionRecorder(self.sessions(), self.agent, saved.info.id, **build.session_meta(self.options))
+            meta = build.session_meta(self.options)
+            self.recorder = SessionRecorder(self.sessions(), self.agent, saved.info.id, **meta)
         await old.aclose()
         return saved
 

@@ -207,7 +207,7 @@ class BrowserTool(BuiltinTool):
         if self._count_tokens is None:
             try:
                 self._count_tokens = harmony_token_counter()
-            except Exception:  # noqa: BLE001 - no vocabulary (any cause): estimate
+            except Exception:
                 self._count_tokens = lambda text: len(text) // 4 + 1
         return self._count_tokens
 
@@ -224,7 +224,8 @@ class BrowserTool(BuiltinTool):
         try:
             page = _to_page(result, view_source)
         except ValueError as exc:  # a converter refused the text: the page is unreadable, not the tool broken
-            raise ToolRetry(f"Error reading URL `{display_url(url)[:1024]}`: the page cannot be displayed ({exc}).") from None
+            shown = display_url(url)[:1024]
+            raise ToolRetry(f"Error reading URL `{shown}`: the page cannot be displayed ({exc}).") from None
         if result.truncated:
             mb = self.fetcher.max_bytes / 1_000_000
             page.text += f"\n\n[Page truncated: only the first {mb:g} MB were read.]"
