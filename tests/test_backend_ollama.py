@@ -400,3 +400,11 @@ def test_incremental_tokenizer_holds_back_partial_markers():
     assert tok.feed("5") == get_encoding().encode("<5")
     assert tok.feed("\ud83d") == []  # half of a surrogate pair waits for the other half
     assert get_encoding().decode(tok.feed("\ude00")) == "😀"
+
+
+def test_done_reason_length_is_a_length_finish():
+    fake = FakeOllama([Completion(CALL, done_reason="length"), Completion(ANSWER)])
+    with respx_ollama(fake):
+        _, cut = run(OllamaBackend(host=URL))
+        _, whole = run(OllamaBackend(host=URL))
+    assert (cut.finish_reason, whole.finish_reason) == ("length", "stop")

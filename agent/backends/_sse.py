@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
 
 import httpx
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-async def aiter_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+async def aiter_lines(chunks: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     """Lines of a text stream split at CR, LF and CRLF, a CRLF split across chunks included."""
     pending = ""
     async for chunk in chunks:
@@ -30,10 +31,11 @@ async def aiter_lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         yield pending.removesuffix("\r")
 
 
-async def aiter_data(response: httpx.Response) -> AsyncIterator[str]:
+async def aiter_data(response: httpx.Response) -> AsyncGenerator[str, None]:
     """The `data` of each event of an SSE response (multi-line data joined with LF)."""
     data: list[str] = []
-    async with contextlib.aclosing(aiter_lines(response.aiter_text())) as lines:
+    text = cast("AsyncGenerator[str, None]", response.aiter_text())  # an async generator: close it, too
+    async with contextlib.aclosing(text), contextlib.aclosing(aiter_lines(text)) as lines:
         async for line in lines:
             if line == "":
                 if data:
