@@ -91,6 +91,22 @@ class StepFinished:
     type: Literal["step"] = "step"
 
 
+@dataclass(frozen=True)
+class HistoryCompacted:
+    """At the start of a turn, the history policy shortened what the prompt keeps.
+
+    `history` is the history from now on; sessions store it so that a resumed
+    conversation renders the same prompt.
+    """
+
+    summary: str  # what was done, e.g. "shrank 12 old tool results and dropped the 3 oldest turns"
+    tokens_before: int
+    tokens_after: int
+    messages_before: int
+    history: list[Message]
+    type: Literal["compacted"] = "compacted"
+
+
 @dataclass
 class ToolCallRecord:
     call: ToolCall
@@ -124,6 +140,7 @@ Event = Union[
     ToolResultEvent,
     MessageEvent,
     StepFinished,
+    HistoryCompacted,
     RunFinished,
 ]
 

@@ -34,6 +34,7 @@ from agent.errors import (
 )
 from agent.events import (
     Event,
+    HistoryCompacted,
     MessageEvent,
     PreambleDelta,
     ReasoningDelta,
@@ -46,6 +47,7 @@ from agent.events import (
     ToolResultEvent,
 )
 from agent.harmony.encoding import special_ids
+from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
 from agent.harmony.parse import CompletionParser, Reading, message_text, vocabulary_size
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
 from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
@@ -88,6 +90,8 @@ class Agent:
         output_retries: int = 2,
         max_repeated_calls: int = 3,
         date: str | None = None,
+        history: PolicyLike | None = None,
+        min_completion_tokens: int = 1024,
     ) -> None:
         if backend is None:
             from agent.backends.ollama import OllamaBackend
@@ -103,6 +107,8 @@ class Agent:
         self.max_steps = max_steps
         self.output_retries = output_retries
         self.max_repeated_calls = max_repeated_calls
+        self.history_policy: PolicyLike = default_policy() if history is None else history
+        self.min_completion_tokens = min_completion_tokens  # below this much room the prompt is too long
         self.settings = PromptSettings(
             reasoning_effort=reasoning_effort,
             date=date or datetime.date.today().isoformat(),
@@ -218,17 +224,20 @@ class Agent:
             raise
 
     async def _steps(self, result: RunResult) -> AsyncIterator[Event]:
+        compacted = await self.compact()  # the start of a user turn: the only place the history may shrink
+        if compacted is not None:
+            yield compacted
         prompt_ids = render_turn(self.settings, self.history)
         failures: dict[str, int] = {}
         bad_outputs, last_call, repeats = 0, None, 0
 
         for step in range(1, self.max_steps + 1):
             started = time.perf_counter()
-            self._check_context(prompt_ids)
+            budget = self._completion_budget(prompt_ids)
             shared = shared_prefix(self.last_prompt, prompt_ids)
             self.last_prompt = prompt_ids
             sample = _Sample()
-            async for delta in self._sample(prompt_ids, step, sample):
+            async for delta in self._sample(prompt_ids, budget, step, sample):
                 yield delta
             self.last_completion = sample.tokens
             result.usage += sample.usage
@@ -289,10 +298,10 @@ class Agent:
                 return
         raise MaxStepsError(f"no final answer after {self.max_steps} steps; raise max_steps or simplify the task")
 
-    async def _sample(self, prompt_ids: list[int], step: int, sample: _Sample) -> AsyncIterator[Event]:
+    async def _sample(self, prompt_ids: list[int], budget: int, step: int, sample: _Sample) -> AsyncIterator[Event]:
         """Stream one completion through the parser, yielding text deltas."""
         parser = CompletionParser(self.tools.route)
-        request = CompletionRequest(prompt_ids, special_ids().stops, self.backend.max_completion_tokens)
+        request = CompletionRequest(prompt_ids, special_ids().stops, budget)
         vocabulary = vocabulary_size()
         stream = self.backend.stream(request)
         try:
@@ -335,7 +344,8 @@ class Agent:
     def _bad_output_error(self, reading: Reading, times: int, sample: _Sample) -> OssAgentError:
         if reading.cut:
             return CompletionCutError(
-                f"the model's output was cut at the completion budget ({self.backend.max_completion_tokens} tokens) "
+                f"the model's output was cut at the completion budget (at most {self.backend.max_completion_tokens} "
+                "tokens) "
                 f"or the context window {times} times in a row; raise max_completion_tokens or lower the reasoning effort"
             )
         return ModelOutputError(
@@ -423,14 +433,77 @@ class Agent:
         self.history.append(message)
         result.messages.append(message)
 
-    def _check_context(self, prompt_ids: list[int]) -> None:
-        room = self.backend.context_window - self.backend.max_completion_tokens
-        if len(prompt_ids) > room:
-            raise ContextOverflowError(
-                f"the prompt is {len(prompt_ids)} tokens but the context window of "
-                f"{self.backend.context_window} leaves {room} after the completion budget; "
-                "start a new conversation or use a larger context window"
+    def _completion_floor(self) -> int:
+        return min(self.min_completion_tokens, self.backend.max_completion_tokens)
+
+    def _completion_budget(self, prompt_ids: list[int]) -> int:
+        """`min(max_completion_tokens, room left)`; `ContextOverflowError` when the room is below the floor."""
+        window = self.backend.context_window
+        room, floor = window - len(prompt_ids), self._completion_floor()
+        if room < floor:
+            hint = (
+                "this agent keeps the whole history (history=KeepAll()): use a compacting policy, or start a new conversation"
+                if isinstance(self.history_policy, KeepAll)
+                else "start a new conversation (/reset), or use a larger context window"
             )
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt_ids):,} tokens; the context window of {window:,} leaves {max(room, 0):,}, "
+                f"less than the {floor:,} a completion needs; {hint}"
+            )
+        return min(self.backend.max_completion_tokens, room)
+
+    def context(self) -> Context:
+        """What the history policy sees: the window, the header size, the completion floor."""
+        header = render_turn(self.settings, [])
+        return Context(
+            window=self.backend.context_window,
+            header_tokens=len(header) - len(special_ids().assistant_header),
+            completion_floor=self._completion_floor(),
+            summarize=self._summarize,
+        )
+
+    async def compact(self, policy: PolicyLike | None = None) -> HistoryCompacted | None:
+        """Apply the history policy (or `policy`, e.g. a forced one) now; None when nothing changed.
+
+        Only call it between turns: inside a tool chain the prompt must stay a prefix of the next one.
+        """
+        context = self.context()
+        before = context.prompt_tokens(self.history)
+        compaction = await apply_policy(policy or self.history_policy, self.history, context)
+        if compaction is None or compaction.history == self.history:
+            return None
+        if self.history and self.history[-1].author.role == Role.USER and self.history[-1] not in compaction.history:
+            raise ConfigurationError("the history policy dropped the message of the turn that is starting")
+        messages_before = len(self.history)
+        self.history[:] = compaction.history
+        return HistoryCompacted(
+            compaction.summary, before, context.prompt_tokens(self.history), messages_before, list(self.history)
+        )
+
+    async def _summarize(self, messages: list[Message]) -> str:
+        """The model itself, at low effort and without tools, summarises `messages`."""
+        lines = []
+        for message in messages:
+            role = message.author.role
+            if role == Role.ASSISTANT and message.channel == "analysis":
+                continue
+            who = {Role.USER: "User", Role.TOOL: f"Tool {message.author.name}"}.get(role, "Assistant")
+            text = message_text(message)
+            if message.recipient:
+                who, text = f"Assistant (called {message.recipient})", text[:500]
+            lines.append(f"{who}: {text[:4000]}")
+        transcript = "\n\n".join(lines)[: MAX_MESSAGE_CHARS // 2]
+        writer = Agent(
+            self.backend,
+            instructions="Summarise the conversation you are given in at most 200 words: the user's goals, facts "
+            "established, decisions and open questions. Write only the summary.",
+            reasoning_effort="low",
+            max_steps=3,
+            date=self.settings.date,
+            history=KeepAll(),
+        )
+        result = await writer.arun(transcript)
+        return result.output
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         try:

@@ -137,7 +137,7 @@ def test_a_final_answer_cut_mid_sentence_is_not_returned():
 def test_completions_cut_every_time_end_in_a_typed_error_naming_the_budget():
     long = final("word " * 100)
     agent, backend = make([long, long, long], max_completion_tokens=15, output_retries=2)
-    with pytest.raises(CompletionCutError, match=r"cut at the completion budget \(15 tokens\).*raise max_completion_tokens"):
+    with pytest.raises(CompletionCutError, match=r"cut at the completion budget \(at most 15 tokens\).*raise max_completion_tokens"):
         agent.run("go")
     next_turn_works(agent, backend)
 

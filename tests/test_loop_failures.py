@@ -222,7 +222,7 @@ def test_context_overflow_is_raised_before_sending():
     backend = ScriptedBackend([], context_window=600, max_completion_tokens=200)
     agent = Agent(backend=backend, date="2026-01-15")
     _AGENTS.append((agent, backend))
-    with pytest.raises(ContextOverflowError, match="leaves 400 after the completion budget"):
+    with pytest.raises(ContextOverflowError, match="context window of 600 leaves 32, less than the 200 a completion needs"):
         agent.run("word " * 500)
     assert backend.prompts == [] and agent.history == []
 
