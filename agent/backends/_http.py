@@ -143,7 +143,9 @@ def check_truncation(counted: int | None, expected: int, where: str, hint: str) 
     tokeniser edge cases, a cut prompt loses far more.
     """
     if counted and counted < expected - max(8, expected // 100):
-        raise PromptTruncatedError(f"{where} read only {counted} of {expected} prompt tokens (it cut the prompt); {hint}")
+        raise PromptTruncatedError(
+            f"{where} read only {counted} of {expected} prompt tokens (it cut the prompt); {hint}"
+        )
 
 
 def make_usage(*, started: float, first: float | None, prompt_tokens: int, cached: int = 0,

@@ -107,7 +107,9 @@ class LlamaCppBackend(ServerBackend):
     async def _probe(self) -> None:
         r = await self._get("/props")
         if r.status_code == 503:
-            raise BackendUnavailableError(f"llama-server at {self.base_url} is still loading its model; try again shortly")
+            raise BackendUnavailableError(
+                f"llama-server at {self.base_url} is still loading its model; try again shortly"
+            )
         if r.status_code == 404 or not isinstance(props := read_json(r), dict):
             raise BackendError(f"{self.base_url} does not answer like llama-server (no /props); "
                                f"point {URL_ENV} at a llama-server, or use --backend openai")

@@ -138,7 +138,8 @@ class OpenAICompatibleBackend(ServerBackend):
         if r.status_code == 404 and self.model:
             return  # a server without a model list: trust the configured name
         if r.status_code >= 400:
-            raise BackendError(f"{self.base_url}/models answered HTTP {r.status_code}: {error_text(read_json(r), r.text)}")
+            message = error_text(read_json(r), r.text)
+            raise BackendError(f"{self.base_url}/models answered HTTP {r.status_code}: {message}")
         served = {m.get("id"): m for m in (read_json(r) or {}).get("data", []) if isinstance(m, dict)}
         if self.model is None:
             if len(served) != 1:
@@ -163,7 +164,8 @@ class OpenAICompatibleBackend(ServerBackend):
         except httpx.HTTPError:
             return None
         props = read_json(r) if r.status_code == 200 else None
-        n_ctx = ((props or {}).get("default_generation_settings") or {}).get("n_ctx") if isinstance(props, dict) else None
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[list[int] | Usage]:
@@ -212,7 +214,10 @@ class OpenAICompatibleBackend(ServerBackend):
                         timings = chunk.get("timings") or timings
                         for choice in chunk.get("choices") or []:
                             exact = _choice_ids(choice)
-                            ids = check_ids(exact, where) if exact is not None else text_ids.feed(choice.get("text") or "")
+                            if exact is not None:
+                                ids = check_ids(exact, where)
+                            else:
+                                ids = text_ids.feed(choice.get("text") or "")
                             if stopped:
                                 ids = []  # past a Harmony stop: only the usage still matters
                             ids, hit = cut_at_stop(ids, request.stop)

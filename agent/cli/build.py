@@ -25,7 +25,8 @@ def make_backend(options: Options, *, max_completion_tokens: int = 8192) -> Any:
     if options.backend == "llamacpp":
         from agent.backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(options.base_url, model=served_model(options), max_completion_tokens=max_completion_tokens)
+        return LlamaCppBackend(options.base_url, model=served_model(options),
+                               max_completion_tokens=max_completion_tokens)
     if options.backend == "openai":
         cls = _backend_class("agent.backends.openai_compat", "OpenAICompatibleBackend", "openai")
         return cls(base_url=options.base_url, model=served_model(options), max_completion_tokens=max_completion_tokens)

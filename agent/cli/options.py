@@ -31,10 +31,13 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", str, DEFAULT_MODEL, "OSS_AGENT_MODEL", "--model/-m", "model name (Ollama tag, or the model id; servers with one model need none)"),
-    Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend", "ollama, llamacpp (llama-server), openai (with base_url) or transformers"),
+    Setting("model", str, DEFAULT_MODEL, "OSS_AGENT_MODEL", "--model/-m",
+            "model name (Ollama tag, or the model id; servers with one model need none)"),
+    Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend",
+            "ollama, llamacpp (llama-server), openai (with base_url) or transformers"),
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
-    Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url", "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
+    Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url",
+            "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
     Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t", "browser, python, or paths of .py files with @tool functions"),
     Setting("instructions", str, None, "OSS_AGENT_INSTRUCTIONS", "--instructions/-s", "developer instructions"),
     Setting("effort", str, "medium", "OSS_AGENT_EFFORT", "--effort", "reasoning effort: low, medium or high"),
