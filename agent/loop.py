@@ -224,6 +224,9 @@ class Agent:
             raise
 
     async def _steps(self, result: RunResult) -> AsyncIterator[Event]:
+        probe = getattr(self.backend, "probe", None)  # server backends learn their context window here (once)
+        if probe is not None:
+            await probe()
         compacted = await self.compact()  # the start of a user turn: the only place the history may shrink
         if compacted is not None:
             yield compacted

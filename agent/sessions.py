@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+CREATE TABLE IF NOT EXISTS compactions (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq_after INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    summary TEXT NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq_after)
+);
 CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions(updated_at);
 """
 TITLE_CHARS = 60
@@ -121,7 +129,9 @@ class SessionInfo:
 @dataclass
 class SavedSession:
     info: SessionInfo
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # every message, as it happened
+    # What the prompt holds: `messages`, or after a compaction its history plus what came after it.
+    prompt_history: list[Message] | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -202,6 +212,19 @@ class SessionStore:
         return seq
 
     @_storage
+    def add_compaction(self, session_id: str, summary: str, history: list[Message]) -> None:
+        """Record that, from the next message on, the prompt holds `history` instead of the messages so far."""
+        db = self._conn()
+        with _write(db):
+            row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = ?", (session_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO compactions (session_id, seq_after, created_at, summary, history) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (session_id, row.fetchone()[0], time.time(), summary,
+                 json.dumps([json.loads(message_to_json(m)) for m in history], ensure_ascii=False)),
+            )
+
+    @_storage
     def replace(self, session_id: str, seq: int, message: Message) -> None:
         """Store `message` in place of the message at position `seq`."""
         db = self._conn()
@@ -246,6 +269,7 @@ class SessionStore:
         db = self._conn()
         with _write(db):
             db.execute("DELETE FROM messages WHERE session_id = ?", (full,))
+            db.execute("DELETE FROM compactions WHERE session_id = ?", (full,))
             db.execute("DELETE FROM sessions WHERE id = ?", (full,))
 
     # -- reading --------------------------------------------------------------
@@ -287,12 +311,19 @@ class SessionStore:
         row = db.execute(
             "SELECT id, created_at, updated_at, title, turns, settings FROM sessions WHERE id = ?", (full,)
         ).fetchone()
-        bodies = db.execute("SELECT body FROM messages WHERE session_id = ? ORDER BY seq", (full,)).fetchall()
+        bodies = db.execute("SELECT seq, body FROM messages WHERE session_id = ? ORDER BY seq", (full,)).fetchall()
+        last = db.execute(
+            "SELECT seq_after, history FROM compactions WHERE session_id = ? ORDER BY seq_after DESC LIMIT 1", (full,)
+        ).fetchone()
         try:
-            messages = [message_from_json(b[0]) for b in bodies]
+            messages = [message_from_json(b[1]) for b in bodies]
+            prompt = None
+            if last is not None:
+                prompt = [message_from_json(json.dumps(m)) for m in json.loads(last[1])]
+                prompt += [message_from_json(b[1]) for b in bodies if b[0] >= last[0]]
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"session {full} is damaged and cannot be read: {exc}") from None
-        return SavedSession(_info(row), messages)
+        return SavedSession(_info(row), messages, prompt)
 
 
 class SessionRecorder:
@@ -328,8 +359,11 @@ class SessionRecorder:
             self.session_id = None
 
     def record(self, event: Any) -> None:
-        if getattr(event, "type", None) == "message":
+        kind = getattr(event, "type", None)
+        if kind == "message":
             self.add(event.message)
+        elif kind == "compacted" and self.session_id is not None:
+            self.store.add_compaction(self.session_id, event.summary, event.history)
 
     def add(self, message: Message) -> int:
         """Store `message` (a user message the turn started with replaces its early copy); returns its position."""
@@ -392,7 +426,7 @@ def restore(agent: Agent, saved: SavedSession) -> bool:
     agent.settings.reasoning_effort = settings.get("reasoning_effort") or agent.settings.reasoning_effort
     agent.settings.date = settings.get("date") or agent.settings.date
     agent.settings.instructions = settings.get("instructions")
-    agent.history[:] = saved.messages
+    agent.history[:] = saved.messages if saved.prompt_history is None else saved.prompt_history
     return settings.get("header_digest") in (None, header_digest(agent))
 
 
