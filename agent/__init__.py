@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Agent", "RunResult", "tool", "ToolRetry", "OssAgentError"]
+__all__ = ["Agent", "OssAgentError", "RunResult", "ToolRetry", "tool"]
 _LAZY = {
     "Agent": "agent.loop",
     "RunResult": "agent.events",

@@ -132,7 +132,7 @@ class RunFinished:
     type: Literal["done"] = "done"
 
 
-Event = Union[
+Event = Union[  # noqa: UP007 (a runtime alias of many members reads better this way)
     ReasoningDelta,
     PreambleDelta,
     TextDelta,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from openai_harmony import Message, Role
 
@@ -66,17 +66,17 @@ class Compaction:
     summary: str  # e.g. "dropped 12 turns", "shrank 30 tool results"
 
 
-HistoryPolicyFn = Callable[[list[Message], Context], "Compaction | None | Awaitable[Compaction | None]"]
+HistoryPolicyFn = Callable[[list[Message], Context], "Compaction | Awaitable[Compaction | None] | None"]
 
 
 @runtime_checkable
 class HistoryPolicy(Protocol):
     """An object whose `compact` decides what the prompt keeps."""
 
-    def compact(self, history: list[Message], context: Context) -> Compaction | None | Awaitable[Compaction | None]: ...
+    def compact(self, history: list[Message], context: Context) -> Compaction | Awaitable[Compaction | None] | None: ...
 
 
-PolicyLike = Union[HistoryPolicy, HistoryPolicyFn]
+PolicyLike: TypeAlias = HistoryPolicy | HistoryPolicyFn
 
 
 async def apply_policy(policy: PolicyLike, history: list[Message], context: Context) -> Compaction | None:

@@ -4,4 +4,4 @@ from tools.base import BuiltinTool, Tool, ToolCall
 from tools.function import FunctionTool, tool
 from tools.registry import ToolRegistry
 
-__all__ = ["tool", "Tool", "BuiltinTool", "FunctionTool", "ToolCall", "ToolRegistry"]
+__all__ = ["BuiltinTool", "FunctionTool", "Tool", "ToolCall", "ToolRegistry", "tool"]

@@ -83,7 +83,7 @@ def _parse_numpy(text: str) -> Docstring:
     out = Docstring()
     parts = _NUMPY_HEADER.split(text)
     out.summary = parts[0].strip()
-    for title, body in zip(parts[1::2], parts[2::2]):
+    for title, body in zip(parts[1::2], parts[2::2], strict=False):
         if title.strip().lower() not in ("parameters", "params", "arguments", "other parameters"):
             continue
         current: str | None = None

@@ -72,7 +72,9 @@ class FunctionTool(Tool):
         try:
             model = self.arguments_model.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise ToolRetry(f"invalid arguments for {self.name}: {_explain(exc)}; call it again with corrected arguments") from None
+            raise ToolRetry(
+                f"invalid arguments for {self.name}: {_explain(exc)}; call it again with corrected arguments"
+            ) from None
         return {field: getattr(model, field) for field in type(model).model_fields}
 
     async def invoke(self, call: ToolCall) -> str:
@@ -139,7 +141,9 @@ def parse_json_arguments(text: str) -> Any:
                 return json.loads(text[first : last + 1])
             except json.JSONDecodeError:
                 pass
-        raise ToolRetry(f"invalid JSON arguments: {exc.msg} at position {exc.pos}; call the tool again with valid JSON") from None
+        raise ToolRetry(
+            f"invalid JSON arguments: {exc.msg} at position {exc.pos}; call the tool again with valid JSON"
+        ) from None
 
 
 def format_output(value: Any) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from openai_harmony import Author, Message, Role
 
@@ -30,7 +30,7 @@ from agent.backends.base import CompletionRequest, Usage, shared_prefix
 from agent.errors import BackendError
 from agent.harmony.encoding import get_encoding, special_ids
 
-ScriptItem = Union[str, Message, Sequence[Message], Sequence[int]]
+ScriptItem: TypeAlias = str | Message | Sequence[Message] | Sequence[int]
 
 
 def final(text: str, *, reasoning: str | None = None) -> list[Message]:

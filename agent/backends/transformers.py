@@ -149,7 +149,7 @@ class TransformersBackend:
             if importlib.util.find_spec("accelerate") is not None:
                 kwargs["device_map"] = "auto"
             try:
-                model = AutoModelForCausalLM.from_pretrained(self._source, **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(self._path, **kwargs)
             except (OSError, ValueError) as exc:
                 raise ModelNotFoundError(f"cannot load model {self._source}: {_first_line(exc)}") from None
             self._model = model.eval()
@@ -159,8 +159,15 @@ class TransformersBackend:
         return self._model
 
     # -- worker thread ---------------------------------------------------------
+    @property
+    def _path(self) -> str:
+        """The model's folder or hub id (only for a backend made from a path, never from a model object)."""
+        if self._source is None:
+            raise ModelNotFoundError("this backend was given a model object, not a path")
+        return self._source
+
     def _check_path(self) -> None:
-        source = self._source
+        source = self._path
         looks_local = source.startswith((".", "~", os.sep)) or source.count("/") > 1
         if looks_local and not os.path.exists(os.path.expanduser(source)):
             raise ModelNotFoundError(f"no model at {source} (not a local folder or a Hugging Face model id)")
@@ -170,7 +177,7 @@ class TransformersBackend:
 
         self._check_path()
         try:
-            return AutoConfig.from_pretrained(self._source)
+            return AutoConfig.from_pretrained(self._path)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(f"cannot load model {self._source}: {_first_line(exc)}") from None
 
@@ -190,7 +197,7 @@ class TransformersBackend:
             with torch.inference_mode():
                 usage, last = self._generate(request, emit, cancel)
             emit("usage", usage)
-        except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost in the thread
+        except BaseException as exc:
             self.clear_cache()  # a failed forward may leave the cache half-updated
             if not isinstance(exc, OssAgentError):
                 exc = BackendError(f"transformers generation failed: {_first_line(exc)}")
@@ -214,7 +221,7 @@ class TransformersBackend:
 
             with torch.inference_mode():
                 self._forward([token])
-        except Exception:  # noqa: BLE001 - the next request simply prefills the token itself
+        except Exception:
             self.clear_cache()
 
     def _generate(

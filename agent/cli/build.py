@@ -109,5 +109,7 @@ def options_for_session(options: Options, saved: SavedSession) -> Options:
         "model": s.get("model"),
         "backend": s.get("backend"),
     }
-    updates = {k: v for k, v in from_session.items() if k not in options.explicit and (v is not None or k == "instructions")}
+    updates: dict[str, Any] = {
+        k: v for k, v in from_session.items() if k not in options.explicit and (v is not None or k == "instructions")
+    }
     return replace(options, **updates)

@@ -54,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-c", "--continue", dest="latest", action="store_true", help="continue the latest saved session")
     g.add_argument("--session", metavar="ID", help="continue the saved session ID (a unique prefix is enough)")
     g.add_argument("-y", "--yes", action="store_const", const=True, help="approve tool calls without asking")
-    g.add_argument("--max-steps", dest="max_steps", type=int, metavar="N", help="model calls allowed per turn (default 20)")
-    g.add_argument("--num-ctx", dest="num_ctx", type=int, metavar="N", help="context window to ask Ollama for (default 32768)")
+    g.add_argument("--max-steps", dest="max_steps", type=int, metavar="N",
+                   help="model calls allowed per turn (default 20)")
+    g.add_argument("--num-ctx", dest="num_ctx", type=int, metavar="N",
+                   help="context window to ask Ollama for (default 32768)")
     g.add_argument("--reasoning", choices=("show", "hide"), help="show or hide the chain of thought (default show)")
     g.add_argument("--no-save", dest="save", action="store_const", const=False, help="do not save this conversation")
 
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("doctor", parents=[target, common], help="check that everything the configuration needs works",
-                       description="Check Ollama, the model, raw Harmony mode, the vocabulary, Docker and the sandbox image.")
+                       description="Check the backend, the model, raw Harmony mode, the vocabulary, Docker "
+                                   "and the sandbox image.")
     p.set_defaults(handler=cmd_doctor)
 
     p = sub.add_parser("pull", parents=[common], help="download a model into Ollama",

@@ -17,7 +17,8 @@ def read_prompt(prompt: str | None) -> str:
     if prompt is None and sys.stdin.isatty():
         raise ConfigurationError("no prompt: pass one (oss-agent run \"...\") or pipe it on stdin")
     # Bytes, decoded leniently: a stray non-UTF-8 byte becomes U+FFFD, not a crash.
-    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8", "surrogateescape")
+    buffer = getattr(sys.stdin, "buffer", None)
+    raw = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
     text = raw.decode("utf-8", "replace")
     if not text.strip():
         raise ConfigurationError("the prompt read from stdin is empty")

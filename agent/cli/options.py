@@ -38,7 +38,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
     Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url",
             "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
-    Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t", "browser, python, or paths of .py files with @tool functions"),
+    Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t",
+            "browser, python, or paths of .py files with @tool functions"),
     Setting("instructions", str, None, "OSS_AGENT_INSTRUCTIONS", "--instructions/-s", "developer instructions"),
     Setting("effort", str, "medium", "OSS_AGENT_EFFORT", "--effort", "reasoning effort: low, medium or high"),
     Setting("max_steps", int, 20, "OSS_AGENT_MAX_STEPS", "--max-steps", "model calls allowed per turn"),
@@ -143,8 +144,8 @@ def validate(options: Options) -> None:
     if options.reasoning not in ("show", "hide"):
         raise ConfigurationError(f"reasoning must be show or hide, not {options.reasoning!r}")
     if options.backend == "openai" and not options.base_url:
-        raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), e.g. http://127.0.0.1:8000/v1 "
-                                 "(vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
+        raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), "
+                                 "e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
     if options.max_steps < 1:
         raise ConfigurationError("max_steps must be at least 1")
 

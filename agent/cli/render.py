@@ -80,7 +80,8 @@ class TurnRenderer:
             self._preamble += event.text
             self._write_err(event.text)
         elif isinstance(event, TextDelta):
-            if self._block == "preamble" and event.text == self._preamble and self.out.is_terminal and self.err.is_terminal:
+            on_screen = self.out.is_terminal and self.err.is_terminal
+            if self._block == "preamble" and event.text == self._preamble and on_screen:
                 return  # the preamble just shown turned out to be the answer: it is on this screen already
             self._answer(event.text)
         elif isinstance(event, ToolCallEvent):
@@ -140,7 +141,8 @@ class TurnRenderer:
             if self.show_reasoning:
                 self.err.print("\n")
             elif self._reasoning_chars:
-                self.err.print(f"(reasoning hidden, {self._reasoning_chars} characters; /reasoning to see it)", style="dim")
+                hidden = f"(reasoning hidden, {self._reasoning_chars} characters; /reasoning to see it)"
+                self.err.print(hidden, style="dim")
         elif previous == "preamble":
             self.err.print()
         elif previous == "text":

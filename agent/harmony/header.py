@@ -9,16 +9,16 @@ reference server), kept in the test data with their sources.
 |----------------------------------------------------------|---------------------------------------------------|
 | `<|channel|>C to=R <|constrain|>json` (sampled order)     | channel C, recipient R, content type as written   |
 | ` to=R<|channel|>C code` (rendered order)                 | the same                                          |
-| `<|constrain|>json`, `<|constrain|> JSON `, ` json`       | content type `<|constrain|>json` / `<|constrain|>JSON` / `json` |
+| `<|constrain|>json`, `<|constrain|> JSON `, ` json`       | that content type (`<|constrain|>JSON`, `json`)   |
 | `<|channel|>final <|constrain|>json` (structured final)   | a final answer with that content type, no call   |
 | `to=NAME` naming an offered function without `functions.` | `functions.NAME` (as the gpt-oss reference does)  |
-| `to=functions.NAME`, `to=browser.M`, `to=python`          | a call (an unknown function is answered with an error result) |
+| `to=functions.NAME`, `to=browser.M`, `to=python`          | a call (an unknown function gets an error result) |
 | `to=NS.M` / `to=WORD` naming nothing that is offered      | unusable: dropped, the model samples again        |
 | `to=assistant`                                            | not a call: no recipient                          |
 | `<|channel|>commentary to=assistant<|channel|>analysis`   | the last channel wins (llama.cpp: common for 20b) |
 | `<|start|>assistant` repeated before the header           | ignored                                           |
-| `<|start|><|start|>…`, tokens between `<|end|>` and `<|start|>` | the completion stops there: earlier messages kept, resampled |
-| no `<|message|>`: `<|channel|>final hi<|return|>`         | the words after the channel are the content (harmony's non-strict parse) |
+| `<|start|><|start|>…`, tokens after `<|end|>` before `<|start|>` | reading stops: earlier messages kept, resampled |
+| no `<|message|>`: `<|channel|>final hi<|return|>`         | the words after the channel are its content       |
 | no channel at all (`I must refuse<|end|>`)                | unusable: dropped                                 |
 | an empty or unknown channel, two content types, a name with a space | unusable: dropped                        |
 

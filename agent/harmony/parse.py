@@ -146,7 +146,7 @@ class CompletionParser:
     def _begin(self, current: _Open, text: str, *, has_message: bool) -> None:
         """The header is complete: read it and open Harmony's parser on its canonical form."""
         if not current.first:
-            head, _, rest = text.lstrip().partition(" ")
+            head = text.lstrip().partition(" ")[0]
             word = head.split("<|", 1)[0]
             if word != "assistant":  # a message from another role: the model is inventing a reply
                 current.stopped = True
@@ -221,7 +221,9 @@ class CompletionParser:
         """The message as the next chain prompt holds it: the sampled tokens where they were canonical."""
         enc, ids, header = get_encoding(), self._ids, current.read
         assert header is not None
-        canonical = enc.encode(sampled_header(header.channel, header.recipient, header.content_type), allowed_special="all")
+        canonical = enc.encode(
+            sampled_header(header.channel, header.recipient, header.content_type), allowed_special="all"
+        )
         written = current.header
         if written[:1] == [ids.assistant_header[-1]]:  # the role of a later (or repeated) `<|start|>assistant`
             written = written[1:]

@@ -40,7 +40,7 @@ MAX_MESSAGE_CHARS = 500_000
 MAX_RUN_CHARS = 2_000
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_LONG_RUN = re.compile(r"\S{%d,}" % (MAX_RUN_CHARS + 1))
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
 
 def valid_unicode(text: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tools.browser.page import Page, get_domain
 
@@ -54,23 +55,24 @@ def find_citations(text: str, pages: Sequence[Page]) -> list[Citation]:
 
 def _resolve(match: re.Match[str], pages: Sequence[Page]) -> Citation:
     cursor = int(match.group(1))
-    base = dict(start=match.start(), end=match.end(), marker=match.group(0), cursor=cursor)
+    base: dict[str, Any] = {"start": match.start(), "end": match.end(), "marker": match.group(0), "cursor": cursor}
     if not 0 <= cursor < len(pages):
         return Citation(url=None, **base)
     page = pages[cursor]
     lines = page.lines
-    first = last = None
+    first = last = -1  # no line range given
     if m := _RANGE_RE.match(match.group(2)):
         first = int(m.group(1))
         last = int(m.group(2)) if m.group(2) is not None else first
-    in_range = first is not None and 0 <= first <= last < len(lines)
+    in_range = 0 <= first <= last < len(lines)
     cited = lines[first : last + 1] if in_range else []
 
     url: str | None = page.cite_url
-    start, end = first, last
+    start: int | None = first if first >= 0 else None
+    end: int | None = last if first >= 0 else None
     if page.kind == "find" and page.line_map is not None:
         span = range(first, last + 1) if in_range else range(0)
-        mapped = [page.line_map[i] for i in span if i < len(page.line_map) and page.line_map[i] is not None]
+        mapped = [n for i in span if i < len(page.line_map) and (n := page.line_map[i]) is not None]
         start, end = (min(mapped), max(mapped)) if mapped else (None, None)
     elif page.kind == "search":
         ids = [i for line in cited for i in _LINK_ID_RE.findall(line) if i in page.urls]

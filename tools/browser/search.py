@@ -120,7 +120,7 @@ class DdgsSearch:
         if self._factory is None:
             from ddgs import DDGS
 
-            self._factory = lambda: DDGS(timeout=self.timeout)
+            self._factory = lambda: DDGS(timeout=int(self.timeout))
         limiter = self._limiter or _shared_ddgs_limiter()
         last: Exception | None = None
         for _ in range(self.retries + 1):
@@ -190,7 +190,7 @@ class SearxngSearch:
         return self._client
 
     async def search(self, query: str, topn: int) -> list[SearchHit]:
-        params = {"q": query, "format": "json", "categories": self.categories, "pageno": 1}
+        params: dict[str, str | int] = {"q": query, "format": "json", "categories": self.categories, "pageno": 1}
         if self.language:
             params["language"] = self.language
         try:
