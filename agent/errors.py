@@ -2,7 +2,8 @@
 
 The classes say whose fault it is: the model's output (`ModelOutputError`), the
 run's limits (`MaxStepsError`, `RepeatedToolCallError`, `ToolRetriesExhausted`,
-`ContextOverflowError`), or the infrastructure (`BackendError`, `SandboxError`).
+`ContextOverflowError`), or the infrastructure (`BackendError`, `SandboxError`,
+`MCPServerError`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,18 @@ class SandboxError(OssAgentError):
 
 class SandboxUnavailableError(SandboxError):
     """No Docker daemon answers, or the sandbox image is missing."""
+
+
+class MCPServerError(OssAgentError):
+    """An MCP server did not start, or stopped and could not be started again.
+
+    `command` is what was run (or the URL); `stderr` is the tail of what the server wrote there.
+    """
+
+    def __init__(self, message: str, command: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.stderr = stderr
 
 
 class SessionError(OssAgentError):

@@ -113,7 +113,7 @@ class Agent:
             reasoning_effort=reasoning_effort,
             date=date or datetime.date.today().isoformat(),
             instructions=clean_text(instructions) if instructions else instructions,
-            builtins=self.tools.system_namespaces(),
+            builtins=self.tools.system_namespaces(),  # the local tools; `_declare_tools` updates these each turn
             functions=self.tools.function_descriptions(),
         )
         self.history: list[Message] = []  # the full conversation, chain-of-thought included
@@ -223,7 +223,18 @@ class Agent:
                 self.history.pop()
             raise
 
+    async def _declare_tools(self) -> None:
+        """Declare the toolsets' tools for this turn (MCP servers start on first use).
+
+        The settings change only when the tools did, so the prompt prefix (and the server's cache) survives.
+        """
+        await self.tools.refresh()
+        builtins, functions = self.tools.system_namespaces(), self.tools.function_descriptions()
+        if builtins != self.settings.builtins or functions != self.settings.functions:
+            self.settings.builtins, self.settings.functions = builtins, functions
+
     async def _steps(self, result: RunResult) -> AsyncIterator[Event]:
+        await self._declare_tools()
         probe = getattr(self.backend, "probe", None)  # server backends learn their context window here (once)
         if probe is not None:
             await probe()

@@ -12,7 +12,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Marked tests skip without Docker / llama-server, or fail when CI requires them.
 
-    `docker`: OSS_AGENT_REQUIRE_DOCKER=1; `llamacpp`: OSS_AGENT_REQUIRE_LLAMACPP=1.
+    `docker`: OSS_AGENT_REQUIRE_DOCKER=1; `llamacpp`: OSS_AGENT_REQUIRE_LLAMACPP=1; `mcp`: OSS_AGENT_REQUIRE_MCP=1.
     """
     if item.get_closest_marker("docker"):
         from sandbox_fixtures import require_docker
@@ -22,6 +22,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         from llama_server import require_binary
 
         require_binary()
+    if item.get_closest_marker("mcp"):
+        from mcp_fixtures import require_mcp
+
+        require_mcp()
 
 
 @pytest.fixture

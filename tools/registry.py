@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from agent.errors import ConfigurationError, ToolRetry
 from tools.base import BuiltinTool, Tool, ToolCall
-from tools.function import FunctionTool
+from tools.function import FunctionTool, to_identifier
+from tools.toolset import LocalToolset, Toolset
 
 # Built-in namespaces by name; each agent gets fresh instances (they hold per-conversation state).
 BUILTIN_FACTORIES = {
@@ -18,35 +19,74 @@ BUILTIN_FACTORIES = {
     "python": ("sandbox", "PythonTool"),
 }
 
-ToolLike = Tool | Callable[..., Any] | str
+ToolLike = Tool | Toolset | Callable[..., Any] | str
 
 
 class ToolRegistry:
-    """Function tools (`functions.*`, developer message) and built-ins (system message)."""
+    """Function tools (`functions.*`, developer message) and built-ins (system message), from toolsets.
+
+    `functions` and `builtins` hold the tools of the current turn; `refresh()`
+    lists every toolset again (the local tools first, then the others in the
+    order added). A name taken by an earlier toolset gets the later toolset's
+    name as a prefix (`docs_read_file`).
+    """
 
     def __init__(self, tools: Iterable[ToolLike] = ()) -> None:
         self.functions: dict[str, Tool] = {}
         self.builtins: dict[str, BuiltinTool] = {}
+        self.local = LocalToolset()
+        self.toolsets: list[Toolset] = []  # besides the local tools: MCP servers and the like
         for item in tools:
             self.add(item)
 
-    def add(self, item: ToolLike) -> Tool:
-        """Register a function, a `Tool`, or a built-in by name (`"browser"`, `"python"`)."""
+    def add(self, item: ToolLike) -> Tool | Toolset:
+        """Register a function, a `Tool`, a `Toolset`, or a built-in by name (`"browser"`, `"python"`).
+
+        A tool is callable at once and declared to the model from the next turn on.
+        """
+        if isinstance(item, Toolset):
+            if any(item is t for t in self.toolsets):
+                raise ConfigurationError(f"the toolset {item.name!r} was added twice")
+            self.toolsets.append(item)
+            return item
         if isinstance(item, str):
             item = _make_builtin(item)
         elif not isinstance(item, Tool):
             item = FunctionTool(item)
-        table: dict[str, Any] = self.builtins if isinstance(item, BuiltinTool) else self.functions
         if not isinstance(item, BuiltinTool) and not hasattr(item, "tool_description"):
             raise ConfigurationError(f"{item!r} is neither a function tool nor a built-in namespace")
-        if item.name in table:
-            raise ConfigurationError(f"two tools are named {item.name!r}")
+        self.local.add(item)
+        table: dict[str, Any] = self.builtins if isinstance(item, BuiltinTool) else self.functions
         table[item.name] = item
         return item
 
-    def __iter__(self):
+    async def refresh(self) -> None:
+        """List every toolset again (starting MCP servers on first use) and rebuild the tool tables."""
+        functions: dict[str, Tool] = {}
+        builtins: dict[str, BuiltinTool] = {}
+        for toolset in [self.local, *self.toolsets]:
+            for tool in await toolset.list_tools():
+                if isinstance(tool, BuiltinTool):
+                    if tool.name in builtins:
+                        raise ConfigurationError(f"two built-in namespaces are named {tool.name!r}")
+                    builtins[tool.name] = tool
+                    continue
+                if tool.name in functions and toolset is not self.local:
+                    prefixed = f"{to_identifier(toolset.name)}_{tool.name}"
+                    if prefixed in functions:
+                        raise ConfigurationError(
+                            f"the tool {tool.name!r} of {toolset.name!r} clashes with {prefixed!r}; "
+                            "give the toolset another name"
+                        )
+                    tool.name = prefixed
+                functions[tool.name] = tool
+        self.functions, self.builtins = functions, builtins
+
+    def __iter__(self) -> Iterator[Tool | Toolset]:
+        """The local tools, then the other toolsets: what `reset()` and `aclose()` reach."""
         yield from self.builtins.values()
-        yield from self.functions.values()
+        yield from (tool for tool in self.local.tools.values() if not isinstance(tool, BuiltinTool))
+        yield from self.toolsets
 
     def system_namespaces(self) -> list[ToolNamespaceConfig]:
         return [tool.namespace_config() for tool in self.builtins.values()]
