@@ -22,6 +22,7 @@ BENCHMARKS = {
     "sandbox": "benchmarks.bench_sandbox",
     "browser": "benchmarks.bench_browser",
     "llamacpp": "benchmarks.bench_llamacpp",
+    "history": "benchmarks.bench_history",
 }
 
 

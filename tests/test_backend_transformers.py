@@ -205,3 +205,28 @@ def test_rejects_a_model_without_the_harmony_vocabulary():
     small = GptOssForCausalLM(tiny_config(vocab_size=1000)).eval()
     with pytest.raises(BackendError, match="vocabulary"):
         asyncio.run(collect(TransformersBackend(small), req(render("hi"))))
+
+
+def test_a_model_with_an_8192_token_context_answers_through_the_agent_with_the_default_budget():
+    from tiny_gguf import ANSWER, TOOL, _script, config
+
+    from agent import Agent, tool
+
+    settings = config()
+    settings.max_position_embeddings = 8192
+    torch.manual_seed(0)
+    scripted = GptOssForCausalLM(settings).eval()
+    with torch.no_grad():
+        _script(scripted, 1)  # a tool call, then the answer once the result is in the prompt
+
+    @tool(name=TOOL)
+    def lookup(q: str) -> str:
+        """Look q up."""
+        return "42"
+
+    backend = TransformersBackend(scripted)
+    assert backend.context_window == 8192
+    agent = Agent(backend=backend, tools=[lookup], date="2025-01-01")
+    result = agent.run("Hi")
+    assert result.output == ANSWER
+    assert [r.call.name for r in result.tool_calls] == [TOOL]

@@ -5,61 +5,18 @@ from __future__ import annotations
 
 import pytest
 from openai_harmony import Role
+from realformat import assert_history_ok
 
-from agent import Agent, tool
-from agent.backends import ScriptedBackend, call, final
-from agent.backends.base import CompletionRequest, Usage, shared_prefix
-from agent.backends.scripted import completion_tokens
+from agent import Agent
+from agent.backends import ScriptedBackend, final
+from agent.backends.base import shared_prefix
 from agent.errors import ContextOverflowError
 from agent.events import HistoryCompacted, RunFinished, StepFinished
-from agent.harmony.encoding import get_encoding, special_ids
+from agent.harmony.encoding import get_encoding
 from agent.harmony.render import render_turn
 from agent.history import Context, DropOldestTurns, KeepAll, ShrinkToolResults, Summarize, turns
 from agent.sessions import SessionRecorder, SessionStore, restore
-from realformat import assert_history_ok
-
-WINDOW = 16_384
-PAGE = " ".join(f"word{i}" for i in range(900))  # about 2,700 tokens of tool output
-
-
-@tool
-def fetch(n: int) -> str:
-    """Fetch page n."""
-    return f"page {n}: {PAGE}"
-
-
-class ChatModel:
-    """A model for long conversations: calls `fetch` once per user turn, then answers; summarises on request.
-
-    It decides from the prompt, as a real model does, so any policy can run against it.
-    """
-
-    def __init__(self, window: int = WINDOW, max_completion_tokens: int = 2048) -> None:
-        self.context_window = window
-        self.max_completion_tokens = max_completion_tokens
-        self.prompts: list[list[int]] = []
-        self.requests: list[CompletionRequest] = []
-        self.turn = 0
-
-    async def stream(self, request: CompletionRequest):
-        self.prompts.append(list(request.prompt))
-        self.requests.append(request)
-        enc, prompt = get_encoding(), request.prompt
-        starts = [i for i, t in enumerate(prompt) if t == special_ids().start]
-        last_message = enc.decode(prompt[starts[-2] : starts[-2] + 8])
-        if "Summarise the conversation you are given" in enc.decode(prompt[:400]):
-            item = final("The user read many pages; each answer named the page.", reasoning="Summarise.")
-        elif last_message.startswith("<|start|>functions.fetch to=assistant"):
-            item = final(f"Answer {self.turn}.", reasoning="The page is here.")
-        else:
-            self.turn += 1
-            item = call("functions.fetch", {"n": self.turn}, reasoning=f"Need page {self.turn}.")
-        tokens = completion_tokens(item)
-        yield tokens
-        yield Usage(prompt_tokens=len(request.prompt), completion_tokens=len(tokens), finish_reason="stop")
-
-    async def aclose(self) -> None:
-        return None
+from benchmarks.bench_history import WINDOW, ChatModel, fetch
 
 
 def long_chat(policy, turn_count: int = 200) -> tuple[Agent, ChatModel, list[HistoryCompacted]]:
