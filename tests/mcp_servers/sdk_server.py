@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -37,6 +38,13 @@ def echo(text: str) -> str:
 def pid() -> str:
     """The server's process id."""
     return str(os.getpid())
+
+
+@server.tool()
+def spawn() -> str:
+    """Start a child process that ignores stdin and outlives the server unless someone stops it; its pid."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], stdin=subprocess.DEVNULL)
+    return str(child.pid)
 
 
 @server.tool()

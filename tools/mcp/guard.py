@@ -4,7 +4,8 @@ Started as `python -I -S guard.py HOST_PID COMMAND ARGS...` in a process group
 of its own. The command runs as a child with the same stdin, stdout and stderr.
 When the host dies (even by SIGKILL) the kernel sends this process SIGTERM
 (`PR_SET_PDEATHSIG`), and a SIGTERM from anyone kills the whole group, so
-servers started by `npx` or a shell go too. The exit status is the server's.
+servers started by `npx` or a shell go too. When the server exits, whatever it
+left running in the group is killed with it (and so is this process).
 Standard library only: it runs without site-packages.
 """
 
@@ -42,7 +43,9 @@ def main(argv: list[str]) -> int:
     if code != 0:
         reason = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         sys.stderr.write(f"the MCP server {reason}\n")
-    return code if code >= 0 else 128 - code
+    sys.stderr.flush()
+    _kill_group()  # the server's own children, started in its group, do not outlive it
+    return 1
 
 
 if __name__ == "__main__":
