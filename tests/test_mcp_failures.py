@@ -42,7 +42,7 @@ def test_a_server_that_fails_to_start_names_the_command_and_its_stderr() -> None
 def test_a_missing_command_is_a_start_error() -> None:
     server = MCPServer.stdio("oss-agent-no-such-mcp-server", ["--flag"])
     with Agent(backend=ScriptedBackend([final("never")]), tools=[server]) as agent:
-        with pytest.raises(MCPServerError, match="oss-agent-no-such-mcp-server --flag.*failed to start"):
+        with pytest.raises(MCPServerError, match=r"oss-agent-no-such-mcp-server --flag.*failed to start"):
             agent.run("hi")
 
 
