@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.types import Image
 from mcp_types import EmbeddedResource, TextResourceContents
@@ -32,6 +32,12 @@ PIXEL = base64.b64decode(
 def echo(text: str) -> str:
     """Repeat the text."""
     return f"echo: {text}"
+
+
+@server.tool()
+def header(name: str, ctx: Context) -> str:
+    """The value of an HTTP request header (streamable HTTP only)."""
+    return (ctx.headers or {}).get(name.lower(), "(none)")
 
 
 @server.tool()
