@@ -82,7 +82,7 @@ def make_tools(specs: list[str]) -> list[Any]:
 def make_agent(options: Options, approve: Approver | None = None, date: str | None = None) -> Agent:
     from agent.loop import Agent
 
-    tools = make_tools(tool_specs(options))
+    tools = make_tools(tool_specs(options)) + mcp_servers(options)
     return Agent(
         backend=make_backend(options),
         tools=tools,
@@ -92,6 +92,22 @@ def make_agent(options: Options, approve: Approver | None = None, date: str | No
         approve=approve,
         date=date,
     )
+
+
+def mcp_servers(options: Options) -> list[Any]:
+    """The MCP servers of `--mcp`, `--mcp-http`, `--mcp-config` and the config file's `mcp_servers`."""
+    if not (options.mcp or options.mcp_http or options.mcp_config or options.mcp_servers):
+        return []
+    from tools.mcp import config
+
+    servers = [config.from_command(spec) for spec in options.mcp]
+    servers += [config.from_url(url) for url in options.mcp_http]
+    if options.mcp_config:
+        servers += config.from_json_file(options.mcp_config)
+    if options.mcp_servers:
+        base = options.config_path.parent if options.config_path else None
+        servers += config.from_mapping(options.mcp_servers, str(options.config_path or "the config file"), base)
+    return config.unique(servers)
 
 
 def session_meta(options: Options) -> dict[str, Any]:

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server URL for --backend llamacpp (default http://localhost:8080) or openai")
     g.add_argument("-t", "--tools", action="append", metavar="TOOL",
                    help="browser, python, or a .py file of @tool functions (repeatable)")
+    g.add_argument("--mcp", action="append", metavar="COMMAND",
+                   help='an MCP server to start: "npx -y @modelcontextprotocol/server-filesystem ./docs" (repeatable)')
+    g.add_argument("--mcp-http", dest="mcp_http", action="append", metavar="URL",
+                   help="an MCP server to reach over streamable HTTP (repeatable)")
+    g.add_argument("--mcp-config", dest="mcp_config", metavar="PATH",
+                   help='a JSON file of MCP servers in the "mcpServers" shape (as Claude Desktop writes)')
 
     talk = argparse.ArgumentParser(add_help=False)
     g = talk.add_argument_group("conversation")

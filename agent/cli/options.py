@@ -48,6 +48,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("save", bool, True, "OSS_AGENT_SAVE", "--no-save", "save conversations in the sessions database"),
     Setting("reasoning", str, "show", "OSS_AGENT_REASONING", "--reasoning", "show or hide the chain of thought"),
     Setting("debug", bool, False, "OSS_AGENT_DEBUG", "--debug", "tracebacks and the raw Harmony text"),
+    Setting("mcp", list, [], None, "--mcp", "MCP servers to start, each a command line (stdio)"),
+    Setting("mcp_http", list, [], None, "--mcp-http", "MCP servers to reach, each a streamable HTTP URL"),
+    Setting("mcp_config", str, None, "OSS_AGENT_MCP_CONFIG", "--mcp-config",
+            "a JSON file of servers in the mcpServers shape"),
+    Setting("mcp_servers", dict, {}, None, None, "servers by name, in the mcpServers shape (config file only)"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -69,6 +74,10 @@ class Options:
     save: bool = True
     reasoning: str = "show"
     debug: bool = False
+    mcp: list[str] = field(default_factory=list)
+    mcp_http: list[str] = field(default_factory=list)
+    mcp_config: str | None = None
+    mcp_servers: dict[str, Any] = field(default_factory=dict)
     explicit: set[str] = field(default_factory=set)  # names given as flags
     config_path: Path | None = None  # the config file that was read, if any
 
@@ -108,6 +117,8 @@ def read_config(path: Path, required: bool) -> dict[str, Any]:
             known = ", ".join(s.name for s in SETTINGS if s.name != "debug")
             raise ConfigurationError(f"{path}: unknown setting {key!r} (known: {known})")
         values[name] = _check(_BY_NAME[name], raw, f"{path}: {key}")
+    if values.get("mcp_config"):
+        values["mcp_config"] = str(_relative_to(values["mcp_config"], path.parent))
     if values.get("tools"):  # tool files are relative to the config file
         values["tools"] = [_relative_to(t, path.parent) for t in values["tools"]]
     return values
@@ -170,6 +181,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigurationError(f"{where}: expected a list of strings")
         return list(value)
+    if setting.kind is dict and not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: expected a table")
     if setting.kind is bool and not isinstance(value, bool):
         raise ConfigurationError(f"{where}: expected true or false")
     if setting.kind is int and (isinstance(value, bool) or not isinstance(value, int)):

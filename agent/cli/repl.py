@@ -177,9 +177,18 @@ class Repl:
         for name, tool in registry.builtins.items():
             members = ", ".join(t.name for t in tool.namespace_config().tools) or "code"
             table.add_row(f"[bold]{name}[/]", f"built-in: {members}")
-        for name, tool in registry.functions.items():
-            approval = " [yellow](asks first)[/]" if tool.requires_approval else ""
-            table.add_row(f"[bold]functions.{name}[/]", escape(getattr(tool, "description", "") or "") + approval)
+        by_toolset: dict[int, list[tuple[str, Any]]] = {}
+        for name, tool in registry.functions.items():  # MCP tools are listed under their server
+            by_toolset.setdefault(id(getattr(tool, "server", registry.local)), []).append((name, tool))
+        for toolset in [registry.local, *registry.toolsets]:
+            listed = by_toolset.get(id(toolset), [])
+            if toolset is not registry.local:
+                where = escape(getattr(getattr(toolset, "transport", None), "label", lambda: "")())
+                state = "" if listed else " [dim](starts with the next message)[/]"
+                table.add_row(f"[bold]MCP server {escape(toolset.name)}[/]", f"[dim]{where}[/]{state}")
+            for name, tool in listed:
+                approval = " [yellow](asks first)[/]" if tool.requires_approval else ""
+                table.add_row(f"[bold]functions.{name}[/]", escape(getattr(tool, "description", "") or "") + approval)
         self.err.print(table)
 
     def _cmd_reasoning(self, arg: str) -> None:

@@ -367,6 +367,10 @@ def _default_name(transport: Stdio | Http) -> str:
     picked = transport.command
     if Path(transport.command).name in launchers or Path(transport.command).name.startswith("python"):
         picked = next((w for w in words[1:] if not w.startswith("-") and w not in ("run", "exec")), picked)
+    parts = Path(picked).parts
+    if "node_modules" in parts:  # node .../node_modules/@scope/server-x/dist/index.js -> server-x
+        after = parts[parts.index("node_modules") + 1 :]
+        picked = after[1] if after and after[0].startswith("@") and len(after) > 1 else (after[0] if after else picked)
     core = (picked[1:] if picked.startswith("@") else picked).split("@")[0]  # no npm scope or version
     return to_identifier(Path(core).stem or core)
 
