@@ -19,6 +19,7 @@ Built in: `KeepAll` (never compacts), `DropOldestTurns`, `ShrinkToolResults`
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ class DropOldestTurns:
         kept, dropped = _drop_until(turns(history), context, context.limit(self.low))
         if not dropped:
             return None
-        return Compaction(_flat(kept), f"dropped the {_plural(len(dropped), 'oldest turn')}")
+        return Compaction(_flat(kept), f"dropped {_oldest(len(dropped))}")
 
 
 @dataclass
@@ -150,7 +151,7 @@ class ShrinkToolResults:
         if not shrunk and not dropped:
             return None
         done = [f"shrank {_plural(shrunk, 'old tool result')}"] if shrunk else []
-        done += [f"dropped the {_plural(len(dropped), 'oldest turn')}"] if dropped else []
+        done += [f"dropped {_oldest(len(dropped))}"] if dropped else []
         return Compaction(_flat(kept), " and ".join(done))
 
 
@@ -173,7 +174,24 @@ class Summarize:
         summary = Message.from_role_and_content(
             Role.USER, f"(A summary of our earlier conversation, for context.)\n{text}"
         )
-        return Compaction([summary, *_flat(kept)], f"summarised the {_plural(len(dropped), 'oldest turn')}")
+        return Compaction([summary, *_flat(kept)], f"summarised {_oldest(len(dropped))}")
+
+
+def forced(policy: PolicyLike) -> PolicyLike:
+    """The same policy, compacting now and as far as it goes (for `/compact`): built-in policies keep
+    only the turns they always keep; a custom policy runs as it is."""
+    if dataclasses.is_dataclass(policy) and not isinstance(policy, type) and hasattr(policy, "high"):
+        return dataclasses.replace(policy, high=0.0, low=0.0)
+    return policy
+
+
+def describe(policy: PolicyLike, context: Context) -> str:
+    """One line: the policy and its marks in tokens."""
+    name = getattr(policy, "__name__", None) or type(policy).__name__
+    high, low = getattr(policy, "high", None), getattr(policy, "low", None)
+    if isinstance(high, float) and isinstance(low, float):
+        return f"{name}: compacts past {context.limit(high):,} tokens, down to {context.limit(low):,}"
+    return name
 
 
 def default_policy() -> PolicyLike:
@@ -212,6 +230,10 @@ def _stub(message: Message, text: str) -> Message:
 
 def _is_stub(text: str) -> bool:
     return text.startswith(_STUB_MARK)
+
+
+def _oldest(n: int) -> str:
+    return "the oldest turn" if n == 1 else f"the {n} oldest turns"
 
 
 def _plural(n: int, noun: str) -> str:

@@ -191,3 +191,28 @@ def test_errors_in_a_turn_keep_the_chat_alive(tmp_path):
 def test_chat_needs_a_terminal(tmp_path):
     done = run_cli("chat", env=cli_env(tmp_path, "http://127.0.0.1:9"))
     assert done.returncode == 1 and "needs a terminal" in done.stderr
+
+
+def test_context_shows_use_and_compact_forces_a_compaction_that_a_resume_keeps(tmp_path):
+    fake = FakeOllama([final_text("One."), final_text("Two."), final_text("Three."), final_text("After resume.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        child = spawn_chat(env=env)
+        for question in ("first question", "second question", "third question"):
+            say(child, question)
+            child.expect_exact("1 step")
+        say(child, "/context")
+        child.expect_exact("tokens (0%) in 9 messages")  # user, analysis, final per turn
+        child.expect_exact("history policy ShrinkToolResults: compacts past")
+        child.expect_exact("/compact would: dropped the oldest turn")
+        say(child, "/compact")
+        child.expect_exact("note: history compacted: dropped the oldest turn")
+        say(child, "/context")
+        child.expect_exact("in 6 messages")
+        quit_chat(child)
+        child = spawn_chat("-c", env=env)
+        say(child, "and now?")
+        child.expect_exact("After resume.")
+        quit_chat(child)
+    resumed = fake.generate_requests[-1]["prompt"]
+    assert "first question" not in resumed and "second question" in resumed and "and now?" in resumed

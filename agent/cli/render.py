@@ -21,6 +21,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from agent.events import (
+    HistoryCompacted,
     PreambleDelta,
     ReasoningDelta,
     RunFinished,
@@ -96,6 +97,10 @@ class TurnRenderer:
                 self._discard_answer()
                 self._enter(None)
                 self.err.print(f"note: {event.error}; sampling again", style="yellow", markup=False, highlight=False)
+        elif isinstance(event, HistoryCompacted):
+            self._enter(None)
+            self.err.print(f"note: history compacted: {event.summary} ({event.tokens_before:,} → "
+                           f"{event.tokens_after:,} tokens)", style="dim", markup=False, highlight=False)
         elif isinstance(event, RunFinished):
             self._enter(None)
             self.err.print()

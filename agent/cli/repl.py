@@ -33,6 +33,8 @@ COMMANDS = {
     "/sessions": ("", "list saved sessions"),
     "/resume": ("ID", "continue a saved session"),
     "/raw": ("", "last prompt and completion as Harmony text"),
+    "/context": ("", "context window use, the history policy, and what /compact would do"),
+    "/compact": ("", "compact the history now, as the history policy would past its mark"),
     "/exit": ("", "quit (or Ctrl-D)"),
 }
 
@@ -259,6 +261,31 @@ class Repl:
             return
         saved = await self.runner.switch_to(arg)
         self._banner(saved)
+
+    async def _cmd_context(self, arg: str) -> None:
+        from agent.history import apply_policy, describe, forced
+
+        agent = self.runner.agent
+        context = agent.context()
+        used = context.prompt_tokens(agent.history)
+        self.err.print(f"context: {used:,} of {context.window:,} tokens ({used / context.window:.0%}) "
+                       f"in {len(agent.history)} messages", markup=False, highlight=False)
+        self.err.print(f"history policy {describe(agent.history_policy, context)}", markup=False, highlight=False)
+        preview = await apply_policy(forced(agent.history_policy), list(agent.history), context)
+        would = "nothing" if preview is None else (
+            f"{preview.summary} ({used:,} → {context.prompt_tokens(preview.history):,} tokens)")
+        self.err.print(f"/compact would: {would}", markup=False, highlight=False)
+
+    async def _cmd_compact(self, arg: str) -> None:
+        from agent.history import forced
+
+        agent = self.runner.agent
+        event = await agent.compact(forced(agent.history_policy))
+        if event is None:
+            self.err.print("nothing to compact", style="yellow")
+            return
+        self.runner.record(event)
+        self.runner.renderer.handle(event)
 
     def _cmd_raw(self, arg: str) -> None:
         from agent.harmony.render import render_text

@@ -138,7 +138,7 @@ class Runner:
         try:
             async with contextlib.aclosing(stream):
                 async for event in stream:
-                    self._record(event)
+                    self.record(event)
                     if self.options.debug and isinstance(event, StepFinished) and on_event is None:
                         self.renderer.debug_raw(self.agent.last_prompt, self.agent.last_completion,
                                                 event.shared_prefix_tokens)
@@ -156,8 +156,9 @@ class Runner:
             self.err.print(f"note: declined {names} (it needs approval; pass --yes to allow it)", style="yellow")
         return result
 
-    def _record(self, event: Any) -> None:
-        if getattr(event, "type", None) == "message":
+    def record(self, event: Any) -> None:
+        """Store what a session keeps of an event: completed messages and compactions."""
+        if getattr(event, "type", None) in ("message", "compacted"):
             self._saving(lambda recorder: recorder.record(event))
 
     def _saving(self, write: Callable[[SessionRecorder], None]) -> None:
