@@ -76,11 +76,35 @@ def prompt_view(history: list[Message]) -> list[Message]:
 
 
 def render_turn(settings: PromptSettings, history: list[Message]) -> list[int]:
-    """The full prompt for the next assistant message, CoT rule applied."""
-    messages = settings.header_messages() + prompt_view(history)
-    return get_encoding().render_conversation_for_completion(
-        Conversation.from_messages(messages), Role.ASSISTANT, _NO_AUTO_DROP
+    """The full prompt for the next assistant message, CoT rule applied.
+
+    Tool calls are rendered in the header order gpt-oss samples them
+    (`<|channel|>commentary to=functions.f <|constrain|>json`, as the Harmony
+    docs write them), so a new turn's prompt repeats the previous chain's calls
+    token for token and the server's cache covers them.
+    """
+    enc = get_encoding()
+    header = enc.render_conversation_for_completion(
+        Conversation.from_messages(settings.header_messages()), Role.ASSISTANT, _NO_AUTO_DROP
     )
+    tail = list(special_ids().assistant_header)
+    ids = header[: len(header) - len(tail)]
+    for message in prompt_view(history):
+        ids += render_message(message)
+    return ids + tail
+
+
+def render_message(message: Message) -> list[int]:
+    """One history message as prompt tokens; an assistant call with its header as sampled."""
+    enc = get_encoding()
+    tokens = enc.render(message)
+    if message.author.role != Role.ASSISTANT or not message.recipient:
+        return tokens
+    from agent.harmony.header import sampled_header  # header imports nothing from here; kept local for clarity
+
+    body = tokens[tokens.index(special_ids().message) :]  # `<|message|>`, the payload, `<|call|>`
+    head = enc.encode(sampled_header(message.channel, message.recipient, message.content_type), allowed_special="all")
+    return list(special_ids().assistant_header) + head + body
 
 
 def extend_chain(prompt: list[int], completion: list[int], stop: int, results: list[Message]) -> list[int]:
