@@ -47,10 +47,10 @@ from agent.events import (
     ToolResultEvent,
 )
 from agent.harmony.encoding import special_ids
-from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
 from agent.harmony.parse import CompletionParser, Reading, message_text, vocabulary_size
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
 from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
+from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
 from tools.base import Tool, ToolCall, ToolExit
 from tools.registry import ToolLike, ToolRegistry
 
@@ -274,7 +274,8 @@ class Agent:
                 last_call = signature
                 if repeats >= self.max_repeated_calls:
                     refused = ToolCall(last.recipient, last.recipient, None, signature[1], last.channel or "commentary")
-                    self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"), result)
+                    refusal = "not run: the same call was repeated; the run was stopped"
+                    self._append(_tool_reply(refused, refusal), result)
                     raise RepeatedToolCallError(
                         f"the model called {last.recipient} with the same arguments {repeats} times in a row"
                     )
@@ -286,8 +287,9 @@ class Agent:
                 outcome = "tool_call"
             elif last is not None and last.channel == "final":
                 result.output = message_text(last)
-                if result.output.startswith(sample.answer_streamed) and len(result.output) > len(sample.answer_streamed):
-                    yield TextDelta(result.output[len(sample.answer_streamed) :], step)  # read, not streamed, as final
+                streamed = sample.answer_streamed
+                if result.output.startswith(streamed) and len(result.output) > len(streamed):
+                    yield TextDelta(result.output[len(streamed) :], step)  # read as the answer, not streamed as one
                 outcome = "final"
             else:  # only reasoning or a preamble: the model goes on from there
                 bad_outputs = 0
@@ -360,7 +362,8 @@ class Agent:
             return CompletionCutError(
                 f"the model's output was cut at the completion budget (at most {self.backend.max_completion_tokens} "
                 "tokens) "
-                f"or the context window {times} times in a row; raise max_completion_tokens or lower the reasoning effort"
+                f"or the context window {times} times in a row; raise max_completion_tokens or lower the reasoning "
+                "effort"
             )
         return ModelOutputError(
             f"the model's output could not be parsed {times} times in a row ({reading.problem}); "
@@ -456,7 +459,8 @@ class Agent:
         room, floor = window - len(prompt_ids), self._completion_floor()
         if room < floor:
             hint = (
-                "this agent keeps the whole history (history=KeepAll()): use a compacting policy, or start a new conversation"
+                "this agent keeps the whole history (history=KeepAll()): use a compacting policy, "
+                "or start a new conversation"
                 if isinstance(self.history_policy, KeepAll)
                 else "start a new conversation (/reset), or use a larger context window"
             )
@@ -525,7 +529,9 @@ class Agent:
         except RuntimeError:
             pass
         else:
-            raise ConfigurationError("run()/stream() cannot be called inside a running event loop; use arun()/astream()")
+            raise ConfigurationError(
+                "run()/stream() cannot be called inside a running event loop; use arun()/astream()"
+            )
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop
