@@ -103,3 +103,17 @@ def test_tools_lists_mcp_tools_by_server(tmp_path, docs):
         child.expect(pexpect.EOF)
         child.close()
     assert child.exitstatus == 0
+
+
+def test_doctor_starts_each_configured_server_and_lists_its_tools(tmp_path, docs):
+    fake = FakeOllama(["<|channel|>final<|message|>2<|return|>"])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        good = run_cli("doctor", "--mcp", files_command(docs), env=env)
+        bad = run_cli("doctor", "--mcp", "oss-agent-no-such-server --flag", env=env)
+    import re
+
+    assert good.returncode == 0, good.stdout
+    assert re.search(r"✓ MCP server_filesystem: \d+ tools: create_directory, ", good.stdout), good.stdout
+    assert bad.returncode == 1
+    assert "✗ MCP" in bad.stdout and "oss-agent-no-such-server" in bad.stdout

@@ -64,6 +64,8 @@ async def doctor(options: Options) -> int:
     report(docker)
     if docker.ok:
         report(await asyncio.to_thread(check_image, needs_docker))
+    for check in await check_mcp_servers(options):
+        report(check)
     failed = [c for c in checks if not c.ok and c.needed]
     out.print()
     if failed:
@@ -180,6 +182,26 @@ async def check_round_trip(backend: Any, fix: str) -> Check:
         await agent.aclose()
     answer = " ".join(result.output.split())[:40]
     return Check("raw Harmony mode", True, f"answered {answer!r} in {time.perf_counter() - started:.1f} s")
+
+
+async def check_mcp_servers(options: Options) -> list[Check]:
+    """Each configured MCP server starts and lists its tools (then it is stopped again)."""
+    from agent.cli.build import mcp_servers
+    from agent.errors import OssAgentError
+
+    checks = []
+    for server in mcp_servers(options):
+        name = f"MCP {server.name}"
+        try:
+            tools = await server.list_tools()
+        except OssAgentError as exc:
+            checks.append(Check(name, False, _first(str(exc)), "check the command or URL and that it runs by itself"))
+            continue
+        finally:
+            await server.aclose()
+        names = ", ".join(t.name for t in tools[:8]) + (", …" if len(tools) > 8 else "")
+        checks.append(Check(name, True, f"{len(tools)} tool{'s' if len(tools) != 1 else ''}: {names or 'none'}"))
+    return checks
 
 
 def check_docker(needed: bool) -> Check:
