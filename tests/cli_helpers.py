@@ -14,6 +14,7 @@ from typing import Any
 
 from fake_ollama import FakeOllama, FakeOllamaServer, Reply
 
+PROMPT = "›"  # prompt_toolkit moves the cursor over the space instead of printing it
 STALL_LIMIT_S = 60.0  # a stalled stream gives up by itself after this long
 WEATHER_TOOLS = '''\
 from agent import tool
@@ -139,6 +140,23 @@ def spawn_chat(*args: str, env: dict[str, str], timeout: float = 30) -> Any:
         sys.executable, ["-m", "agent.cli", "chat", *args], env=env, encoding="utf-8",
         timeout=timeout, dimensions=(40, 120),
     )
+
+
+def say(child: Any, text: str) -> None:
+    """Wait for the chat's prompt, then type `text` and Enter."""
+    child.expect_exact(PROMPT)
+    child.send(text + "\r")
+
+
+def quit_chat(child: Any) -> None:
+    """Ctrl-D at the prompt; the chat must exit cleanly."""
+    import pexpect
+
+    child.expect_exact(PROMPT)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
 
 
 def error_lines(stderr: str) -> list[str]:

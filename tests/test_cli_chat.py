@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pexpect
 import pytest
-from cli_helpers import WEATHER_TOOLS, StallingFake, cli_env, run_cli, serve, spawn_chat
+from cli_helpers import PROMPT, WEATHER_TOOLS, StallingFake, cli_env, quit_chat, run_cli, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
-PROMPT = "›"  # prompt_toolkit moves the cursor over the space instead of printing it
 UP = "\x1b[A"
 
 
@@ -16,19 +15,6 @@ def tools_file(tmp_path):
     path = tmp_path / "weather_tools.py"
     path.write_text(WEATHER_TOOLS, encoding="utf-8")
     return path
-
-
-def say(child, text: str) -> None:
-    child.expect_exact(PROMPT)
-    child.send(text + "\r")
-
-
-def quit_chat(child) -> None:
-    child.expect_exact(PROMPT)
-    child.sendeof()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
 
 
 def test_two_turns_with_a_tool_then_reset_then_resume(tmp_path, tools_file):

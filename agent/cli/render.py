@@ -59,6 +59,8 @@ class TurnRenderer:
         self._reset_turn()
 
     def _reset_turn(self) -> None:
+        if getattr(self, "_status", None) is not None:  # a spinner left running would animate forever
+            self._stop_status()
         self._block: str | None = None
         self._text = ""  # the answer so far, raw
         self._preamble = ""  # the preamble block so far
@@ -123,6 +125,7 @@ class TurnRenderer:
 
     def close(self) -> None:
         """Stop live displays and spinners (after an error or a cancelled turn)."""
+        self._stop_status()
         self._enter(None)
         self._reset_turn()
 

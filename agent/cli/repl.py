@@ -8,8 +8,10 @@ Ctrl-C at the prompt clears the line; Ctrl-D exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,8 @@ class Repl:
         except (NotImplementedError, RuntimeError):  # no signal handlers here (e.g. Windows)
             pass
         try:
-            await asyncio.wait([task])
+            with _no_echo():
+                await asyncio.wait([task])
         finally:
             try:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -315,6 +318,30 @@ class Repl:
             if not self.runner.restored_exactly:
                 self.err.print("note: the tools differ from when this session was saved", style="yellow")
         self.err.print("/help for commands · Ctrl-C stops a turn · Ctrl-D exits", style="dim")
+
+
+@contextlib.contextmanager
+def _no_echo() -> Iterator[None]:
+    """While a turn runs, keys typed (and the ^C of Ctrl-C) are not echoed over the live display."""
+    try:
+        import termios
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fd = sys.stdin.fileno()
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~(termios.ECHO | getattr(termios, "ECHOCTL", 0))
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (termios.error, OSError, ValueError):  # not a terminal
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, before)
 
 
 def _print_traceback(exc: BaseException) -> None:

@@ -1,0 +1,75 @@
+"""The chat in a pseudo-terminal: what is left on screen after Ctrl-C, spinners, banners and panels."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from cli_helpers import StallingFake, cli_env, quit_chat, say, serve, spawn_chat
+from fake_ollama import FakeOllama, call_text, final_text
+
+SLOW_TOOLS = '''\
+import asyncio
+
+from agent import tool
+
+
+@tool
+async def slow_lookup(q: str) -> str:
+    """Look something up, slowly.
+
+    Args:
+        q: The query.
+    """
+    await asyncio.sleep(300)
+    return "found"
+'''
+
+
+@pytest.fixture
+def slow_tools(tmp_path):
+    path = tmp_path / "slow_tools.py"
+    path.write_text(SLOW_TOOLS, encoding="utf-8")
+    return path
+
+
+def recording(child) -> io.StringIO:
+    """Everything the chat writes from now on."""
+    log = io.StringIO()
+    child.logfile_read = log
+    return log
+
+
+def test_ctrl_c_during_a_tool_stops_its_spinner(tmp_path, slow_tools):
+    fake = FakeOllama([call_text("slow_lookup", '{"q": "x"}'), final_text("Short answer.", "Ok.")])
+    with serve(fake) as url:
+        child = spawn_chat("-t", str(slow_tools), env=cli_env(tmp_path, url))
+        say(child, "Look it up")
+        child.expect_exact("running functions.slow_lookup")
+        child.sendintr()
+        child.expect_exact("stopped")
+        after = recording(child)
+        say(child, "A short one then")
+        child.expect_exact("Short answer.")
+        child.expect_exact("1 step")
+        quit_chat(child)
+    assert "Short answer." in after.getvalue()
+    assert "slow_lookup" not in after.getvalue()  # the spinner of the cancelled call is gone for good
+
+
+def test_ctrl_c_while_the_answer_streams_is_not_echoed_over_it(tmp_path):
+    answer = "\n\n".join(f"Paragraph {i}: " + "the answer goes on and on " * 5 for i in range(5))
+    fake = StallingFake([final_text(answer, "Ok."), final_text("Short answer.", "Ok.")], stall_at={0: 60})
+    with serve(fake) as url:
+        child = spawn_chat(env=cli_env(tmp_path, url))
+        say(child, "Tell me a long story")
+        child.expect_exact("Paragraph")
+        assert fake.stalled.wait(30)
+        log = recording(child)
+        child.sendintr()
+        child.expect_exact("stopped")
+        # a "^C" echoed after a full-width Markdown line wraps the cursor, and the partial answer is drawn twice
+        assert "^C" not in log.getvalue()
+        say(child, "A short one then")
+        child.expect_exact("Short answer.")
+        quit_chat(child)
