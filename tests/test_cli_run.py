@@ -42,7 +42,38 @@ def test_run_reads_the_prompt_from_stdin(tmp_path):
         piped = run_cli("run", env=cli_env(tmp_path, url), stdin="")
     assert done.returncode == 0 and done.stdout == "Four.\n"
     assert "What is 2+2?" in fake.generate_requests[0]["prompt"]
-    assert piped.returncode == 1 and error_lines(piped.stderr) == ["error: the prompt read from stdin is empty"]
+    assert piped.returncode == 1 and error_lines(piped.stderr)[0].startswith("error: the prompt read from stdin is empty")
+
+
+def test_piped_stdin_comes_before_the_prompt_argument_and_an_empty_prompt_is_refused(tmp_path):
+    fake = FakeOllama([final_text("A summary.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        done = run_cli("run", "Summarise this", env=env, stdin="The document.\n")
+        empty = run_cli("run", "", env=env, stdin="")
+        blank = run_cli("run", "   ", env=env, stdin="")
+    assert done.returncode == 0, done.stderr
+    assert "<|start|>user<|message|>The document.\n\nSummarise this<|end|>" in fake.generate_requests[0]["prompt"]
+    for refused in (empty, blank):
+        assert refused.returncode == 1
+        assert error_lines(refused.stderr) == [
+            'error: the prompt is empty; pass a question (oss-agent run "...") or pipe text on stdin']
+    assert len(fake.generate_requests) == 1
+
+
+def test_json_events_carry_the_session_id_to_follow_up_with(tmp_path):
+    fake = FakeOllama([final_text("First."), final_text("Second.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        first = run_cli("run", "--json", "Remember 7", env=env)
+        events = [json.loads(line) for line in first.stdout.splitlines()]
+        session_id = events[0]["session_id"]
+        assert {e["session_id"] for e in events} == {session_id}
+        second = run_cli("run", "--json", "--session", session_id, "What did I say?", env=env)
+        unsaved = run_cli("run", "--json", "--no-save", "hi", env=env)
+    assert all(json.loads(line)["session_id"] == session_id for line in second.stdout.splitlines())
+    assert "Remember 7" in fake.generate_requests[1]["prompt"]
+    assert all("session_id" not in json.loads(line) for line in unsaved.stdout.splitlines())
 
 
 def test_json_output_is_one_event_per_line(tmp_path, tools_file):
@@ -251,7 +282,7 @@ def test_non_utf8_bytes_in_the_prompt_are_replaced_not_fatal(tmp_path):
         piped = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save"], input=b"caf\xe9 \xff ok\n",
                                capture_output=True, env=env, timeout=60)
         argv = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save", b"bad \xff byte"],
-                              capture_output=True, env=env, timeout=60)
+                              stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout == b"Got it.\n"
     assert argv.returncode == 0, argv.stderr.decode()

@@ -11,18 +11,27 @@ from agent.errors import ConfigurationError
 
 
 def read_prompt(prompt: str | None) -> str:
-    """The prompt argument, or stdin when it is `-` or missing and stdin is not a terminal."""
-    if prompt is not None and prompt != "-":
-        return prompt
-    if prompt is None and sys.stdin.isatty():
+    """The prompt: piped stdin (when stdin is not a terminal) first, then the argument, as `llm` joins them.
+
+    `-` or no argument means stdin alone; an empty prompt is refused.
+    """
+    if prompt == "-":
+        prompt = None
+    piped = "" if sys.stdin is None or sys.stdin.isatty() else _read_stdin()
+    if prompt is None and sys.stdin is not None and sys.stdin.isatty():
         raise ConfigurationError("no prompt: pass one (oss-agent run \"...\") or pipe it on stdin")
-    # Bytes, decoded leniently: a stray non-UTF-8 byte becomes U+FFFD, not a crash.
+    parts = [text for text in (piped, prompt or "") if text.strip()]
+    if not parts:
+        where = "the prompt read from stdin" if prompt is None else "the prompt"
+        raise ConfigurationError(f"{where} is empty; pass a question (oss-agent run \"...\") or pipe text on stdin")
+    return "\n\n".join(part.strip("\n") for part in parts)
+
+
+def _read_stdin() -> str:
+    """Stdin's bytes, decoded leniently: a stray non-UTF-8 byte becomes U+FFFD, not a crash."""
     buffer = getattr(sys.stdin, "buffer", None)
     raw = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
-    text = raw.decode("utf-8", "replace")
-    if not text.strip():
-        raise ConfigurationError("the prompt read from stdin is empty")
-    return text
+    return str(raw.decode("utf-8", "replace"))
 
 
 async def run_once(options: Options, prompt: str, *, json_output: bool, resume: str | None, latest: bool) -> int:
@@ -37,7 +46,10 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
         runner.start(resume=resume, latest=latest)
 
         def emit(event: Any) -> None:
-            sys.stdout.write(dumps(event_to_dict(event)) + "\n")
+            data = event_to_dict(event)
+            if runner.recorder is not None and runner.recorder.session_id:  # to follow up with --session
+                data["session_id"] = runner.recorder.session_id
+            sys.stdout.write(dumps(data) + "\n")
             sys.stdout.flush()
 
         result = await runner.turn(prompt, on_event=emit if json_output else None)
