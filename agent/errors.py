@@ -8,6 +8,8 @@ run's limits (`MaxStepsError`, `RepeatedToolCallError`, `ToolRetriesExhausted`,
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OssAgentError(Exception):
     """Root of the hierarchy."""
@@ -27,6 +29,17 @@ class ModelOutputError(OssAgentError):
     def __init__(self, message: str, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class OutputValidationError(ModelOutputError):
+    """The final answer kept failing the output type's validation (after `output_retries` retries).
+
+    `raw` is the last answer as the model wrote it; `errors` the validation errors of that answer.
+    """
+
+    def __init__(self, message: str, raw: str = "", errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, raw)
+        self.errors = errors or []
 
 
 class RunLimitError(OssAgentError):
@@ -59,6 +72,10 @@ class ToolRetry(OssAgentError):
     The message is the tool result the model sees; it counts against the tool's
     retry budget.
     """
+
+
+class OutputRetry(ToolRetry):
+    """Raised by an output validator to tell the model what is wrong with its answer and let it try again."""
 
 
 class ToolTimeout(OssAgentError):

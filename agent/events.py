@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Generic, Literal, TypeVar, Union
 
 from openai_harmony import Message
 
 from agent.backends.base import Usage
 from tools.base import ToolCall
 
+OutputT = TypeVar("OutputT")
 StepOutcome = Literal["tool_call", "final", "continue", "retry"]
 
 
@@ -116,19 +117,20 @@ class ToolCallRecord:
 
 
 @dataclass
-class RunResult:
-    """What `Agent.run` returns."""
+class RunResult(Generic[OutputT]):
+    """What `Agent.run` returns: `output` is the answer text, or the validated object of an `output_type`."""
 
-    output: str
+    output: OutputT
     messages: list[Message] = field(default_factory=list)  # added by this run, the user's included
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     steps: list[StepFinished] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    raw_output: str = ""  # the final answer as the model wrote it
 
 
 @dataclass(frozen=True)
 class RunFinished:
-    result: RunResult
+    result: RunResult[Any]
     type: Literal["done"] = "done"
 
 
@@ -157,6 +159,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, Message):
         return _plain(value.to_dict())
+    if hasattr(value, "model_dump") and not isinstance(value, type):  # a validated pydantic output
+        return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

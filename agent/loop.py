@@ -16,6 +16,7 @@ import inspect
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
 
 from openai_harmony import Author, Message, Role
 
@@ -28,6 +29,7 @@ from agent.errors import (
     MaxStepsError,
     ModelOutputError,
     OssAgentError,
+    OutputValidationError,
     RepeatedToolCallError,
     ToolRetriesExhausted,
     ToolRetry,
@@ -51,10 +53,13 @@ from agent.harmony.parse import CompletionParser, Reading, message_text, vocabul
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
 from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
 from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
+from agent.output import OutputInvalid, OutputSpec, OutputValidator, apply_validators
 from tools.base import Tool, ToolCall, ToolExit
 from tools.registry import ToolLike, ToolRegistry
 
 Approver = Callable[[ToolCall], "bool | Awaitable[bool]"]
+T = TypeVar("T")
+_AGENT_DEFAULT: Any = object()  # `output_type` not given: the agent's own
 _DELTAS = {"reasoning": ReasoningDelta, "preamble": PreambleDelta, "text": TextDelta}
 
 
@@ -92,6 +97,8 @@ class Agent:
         date: str | None = None,
         history: PolicyLike | None = None,
         min_completion_tokens: int = 1024,
+        output_type: Any = str,
+        output_validators: Iterable[OutputValidator] = (),
     ) -> None:
         if backend is None:
             from agent.backends.ollama import OllamaBackend
@@ -105,7 +112,10 @@ class Agent:
         self.tools = ToolRegistry(tools)
         self.approve = approve
         self.max_steps = max_steps
-        self.output_retries = output_retries
+        self.output_retries = output_retries  # per run: unparseable outputs, and answers that fail validation
+        self.output_type: Any = output_type
+        OutputSpec.of(output_type)  # a type pydantic cannot read fails here, not at the first answer
+        self.output_validators: list[OutputValidator] = list(output_validators)
         self.max_repeated_calls = max_repeated_calls
         self.history_policy: PolicyLike = default_policy() if history is None else history
         self.min_completion_tokens = min_completion_tokens  # below this much room the prompt is too long
@@ -133,26 +143,44 @@ class Agent:
             raise ConfigurationError(f"reasoning_effort must be one of {', '.join(EFFORTS)}")
         self.settings.reasoning_effort = value
 
-    def run(self, prompt: str) -> RunResult:
-        """Run one user turn to its final answer."""
+    @overload
+    def run(self, prompt: str) -> RunResult[Any]: ...
+    @overload
+    def run(self, prompt: str, *, output_type: type[T]) -> RunResult[T]: ...
+    @overload
+    def run(self, prompt: str, *, output_type: Any) -> RunResult[Any]: ...
+
+    def run(self, prompt: str, *, output_type: Any = _AGENT_DEFAULT) -> RunResult[Any]:
+        """Run one user turn to its final answer.
+
+        With an `output_type` (this call's, else the agent's) other than `str`, the
+        answer is validated and `result.output` is the object (`raw_output` the text).
+        """
         result = None
-        for event in self.stream(prompt):
+        for event in self.stream(prompt, output_type=output_type):
             if isinstance(event, RunFinished):
                 result = event.result
         assert result is not None
         return result
 
-    async def arun(self, prompt: str) -> RunResult:
+    @overload
+    async def arun(self, prompt: str) -> RunResult[Any]: ...
+    @overload
+    async def arun(self, prompt: str, *, output_type: type[T]) -> RunResult[T]: ...
+    @overload
+    async def arun(self, prompt: str, *, output_type: Any) -> RunResult[Any]: ...
+
+    async def arun(self, prompt: str, *, output_type: Any = _AGENT_DEFAULT) -> RunResult[Any]:
         """Async twin of `run`."""
-        async for event in self.astream(prompt):
+        async for event in self.astream(prompt, output_type=output_type):
             if isinstance(event, RunFinished):
                 return event.result
         raise AssertionError("the run ended without a result")
 
-    def stream(self, prompt: str) -> Iterator[Event]:
+    def stream(self, prompt: str, *, output_type: Any = _AGENT_DEFAULT) -> Iterator[Event]:
         """Run one user turn, yielding typed events as they happen."""
         loop = self._event_loop()
-        events = self.astream(prompt)
+        events = self.astream(prompt, output_type=output_type)
         try:
             while True:
                 try:
@@ -162,9 +190,10 @@ class Agent:
         finally:
             loop.run_until_complete(events.aclose())
 
-    def astream(self, prompt: str) -> AsyncGenerator[Event, None]:
+    def astream(self, prompt: str, *, output_type: Any = _AGENT_DEFAULT) -> AsyncGenerator[Event, None]:
         """Async twin of `stream`."""
-        return self._run_steps(prompt)
+        spec = OutputSpec.of(self.output_type if output_type is _AGENT_DEFAULT else output_type)
+        return self._run_steps(prompt, spec)
 
     def reset(self) -> None:
         """Start a new conversation; tools forget their per-conversation state."""
@@ -199,7 +228,7 @@ class Agent:
 
     # -- the loop ---------------------------------------------------------------
 
-    async def _run_steps(self, prompt: str) -> AsyncGenerator[Event, None]:
+    async def _run_steps(self, prompt: str, spec: OutputSpec[Any] | None = None) -> AsyncGenerator[Event, None]:
         """One user turn. A turn that ends before the model produced anything (server down,
         context overflow, cancelled) leaves the conversation as it was, so it can simply be retried."""
         if len(prompt) > MAX_MESSAGE_CHARS:
@@ -207,13 +236,13 @@ class Agent:
                 f"the message is {len(prompt):,} characters; at most {MAX_MESSAGE_CHARS:,} fit in one message "
                 "(about 125k tokens): shorten it, or give the agent a tool that reads it in parts"
             )
-        result = RunResult(output="")
+        result: RunResult[Any] = RunResult(output="")
         user = Message.from_role_and_content(Role.USER, clean_text(prompt))
         self.history.append(user)
         result.messages.append(user)
         reached_model = False
         try:
-            async for event in self._steps(result):
+            async for event in self._steps(result, spec):
                 if not reached_model:
                     reached_model = True
                     yield MessageEvent(user, 0)
@@ -233,8 +262,9 @@ class Agent:
         if builtins != self.settings.builtins or functions != self.settings.functions:
             self.settings.builtins, self.settings.functions = builtins, functions
 
-    async def _steps(self, result: RunResult) -> AsyncIterator[Event]:
+    async def _steps(self, result: RunResult[Any], spec: OutputSpec[Any] | None) -> AsyncIterator[Event]:
         await self._declare_tools()
+        self.settings.response_format = clean_text(spec.format_text()) if spec is not None else None
         probe = getattr(self.backend, "probe", None)  # server backends learn their context window here (once)
         if probe is not None:
             await probe()
@@ -243,7 +273,8 @@ class Agent:
             yield compacted
         prompt_ids = render_turn(self.settings, self.history)
         failures: dict[str, int] = {}
-        bad_outputs, last_call, repeats = 0, None, 0
+        bad_outputs, invalid_answers, last_call, repeats = 0, 0, None, 0
+        final_schema = spec.schema if spec is not None else None
 
         for step in range(1, self.max_steps + 1):
             started = time.perf_counter()
@@ -251,11 +282,12 @@ class Agent:
             shared = shared_prefix(self.last_prompt, prompt_ids)
             self.last_prompt = prompt_ids
             sample = _Sample()
-            async for delta in self._sample(prompt_ids, budget, step, sample):
+            async for delta in self._sample(CompletionRequest(prompt_ids, special_ids().stops, budget, final_schema),
+                                            step, sample):
                 yield delta
             self.last_completion = sample.tokens
             result.usage += sample.usage
-            tool_s, outcome = 0.0, "continue"
+            tool_s, outcome, error = 0.0, "continue", sample.reading.problem
 
             reading = sample.reading
             for message in reading.messages:  # only usable messages ever reach the history
@@ -286,11 +318,27 @@ class Agent:
                 prompt_ids = extend_chain(prompt_ids, reading.tokens, special_ids().call, [self.history[-1]])
                 outcome = "tool_call"
             elif last is not None and last.channel == "final":
-                result.output = message_text(last)
+                result.output = result.raw_output = raw = message_text(last)
                 streamed = sample.answer_streamed
-                if result.output.startswith(streamed) and len(result.output) > len(streamed):
-                    yield TextDelta(result.output[len(streamed) :], step)  # read as the answer, not streamed as one
+                if raw.startswith(streamed) and len(raw) > len(streamed):
+                    yield TextDelta(raw[len(streamed) :], step)  # read as the answer, not streamed as one
                 outcome = "final"
+                if spec is not None:
+                    try:
+                        result.output = await apply_validators(spec.validate(raw), self.output_validators)
+                    except OutputInvalid as exc:  # the answer stays; the model is told what is wrong
+                        invalid_answers += 1
+                        if invalid_answers > self.output_retries:
+                            raise OutputValidationError(
+                                f"the final answer did not validate as {spec.name} {invalid_answers} times in a row: "
+                                f"{exc.feedback}",
+                                raw=raw,
+                                errors=exc.errors,
+                            ) from None
+                        feedback = Message.from_role_and_content(Role.USER, clean_text(exc.feedback))
+                        yield self._add(feedback, result, step)
+                        prompt_ids = render_turn(self.settings, self.history)
+                        outcome, error = "retry", exc.feedback
             else:  # only reasoning or a preamble: the model goes on from there
                 bad_outputs = 0
                 prompt_ids = _continued(prompt_ids, reading)
@@ -305,7 +353,7 @@ class Agent:
                 duration_s=duration,
                 backend_s=sample.backend_s,
                 overhead_s=max(0.0, duration - sample.backend_s - tool_s),
-                error=sample.reading.problem,
+                error=error,
             )
             result.steps.append(finished)
             yield finished
@@ -314,10 +362,9 @@ class Agent:
                 return
         raise MaxStepsError(f"no final answer after {self.max_steps} steps; raise max_steps or simplify the task")
 
-    async def _sample(self, prompt_ids: list[int], budget: int, step: int, sample: _Sample) -> AsyncIterator[Event]:
+    async def _sample(self, request: CompletionRequest, step: int, sample: _Sample) -> AsyncIterator[Event]:
         """Stream one completion through the parser, yielding text deltas."""
         parser = CompletionParser(self.tools.route)
-        request = CompletionRequest(prompt_ids, special_ids().stops, budget)
         vocabulary = vocabulary_size()
         stream = self.backend.stream(request)
         try:
@@ -355,7 +402,7 @@ class Agent:
         cut = sample.usage.finish_reason == "length" or (not parser.done and len(parser.tokens) >= request.max_tokens)
         sample.reading = parser.finish(cut=cut)
         if not sample.usage.prompt_tokens:  # the backend reported nothing: count ourselves
-            sample.usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(parser.tokens))
+            sample.usage = Usage(prompt_tokens=len(request.prompt), completion_tokens=len(parser.tokens))
 
     def _bad_output_error(self, reading: Reading, times: int, sample: _Sample) -> OssAgentError:
         if reading.cut:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class CompletionRequest:
     prompt: list[int]  # ends with `<|start|>assistant`
     stop: frozenset[int]  # `<|call|>` and `<|return|>`; never `<|end|>`
     max_tokens: int  # completion budget for this step
+    # A JSON schema the body of a final answer (`<|channel|>final <|constrain|>json<|message|>…`) must follow.
+    # Backends that can constrain sampling apply it to that body only; the others ignore it.
+    final_schema: dict[str, Any] | None = None
 
 
 @dataclass

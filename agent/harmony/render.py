@@ -41,6 +41,7 @@ class PromptSettings:
     instructions: str | None = None
     builtins: list[ToolNamespaceConfig] = field(default_factory=list)
     functions: list[ToolDescription] = field(default_factory=list)
+    response_format: str | None = None  # the `# Response Formats` entry (`OutputSpec.format_text()`)
 
     def header_messages(self) -> list[Message]:
         system = SystemContent.new().with_reasoning_effort(EFFORTS[self.reasoning_effort])
@@ -49,7 +50,7 @@ class PromptSettings:
         for namespace in self.builtins:
             system = system.with_tools(namespace)
         messages = [Message.from_role_and_content(Role.SYSTEM, system)]
-        if self.instructions or self.functions:  # no empty developer message
+        if self.instructions or self.functions or self.response_format:  # no empty developer message
             developer = DeveloperContent.new()
             if self.instructions:
                 developer = developer.with_instructions(self.instructions)
@@ -89,9 +90,26 @@ def render_turn(settings: PromptSettings, history: list[Message]) -> list[int]:
     )
     tail = list(special_ids().assistant_header)
     ids = header[: len(header) - len(tail)]
+    if settings.response_format:
+        ids = _with_response_format(ids, settings.response_format)
     for message in prompt_view(history):
         ids += render_message(message)
     return ids + tail
+
+
+def _with_response_format(header: list[int], entry: str) -> list[int]:
+    """The header with `# Response Formats` appended to the developer message (its last message).
+
+    openai-harmony does not render this section, so the developer message's text
+    is extended and encoded again as one piece, as a tokenizer would read it.
+    """
+    enc = get_encoding()
+    ids = special_ids()
+    start = len(header) - 1 - header[::-1].index(ids.start)  # `<|start|>developer<|message|>…<|end|>`
+    body_at = header.index(ids.message, start) + 1
+    body = enc.decode(header[body_at:-1])
+    text = f"{body}\n\n# Response Formats\n\n{entry}" if body else f"# Response Formats\n\n{entry}"
+    return header[:body_at] + enc.encode(text, allowed_special=set()) + header[-1:]
 
 
 def render_message(message: Message) -> list[int]:
