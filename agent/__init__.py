@@ -28,5 +28,27 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as exc:
+            shadowed = shadowing_error()
+            if shadowed is None:
+                raise
+            raise shadowed from exc
+        return getattr(module, name)
     raise AttributeError(f"module 'agent' has no attribute {name!r}")
+
+
+def shadowing_error() -> Exception | None:
+    """The error to raise when a module of the user's (a `tools.py`) was imported in place of a package of ours."""
+    import sys
+
+    for package in ("tools", "sandbox"):
+        module = sys.modules.get(package)
+        if module is not None and not hasattr(module, "__path__"):
+            from agent.errors import ConfigurationError
+
+            path = getattr(module, "__file__", None) or f"{package}.py"
+            return ConfigurationError(f"your own {path} hides oss-agent's `{package}` package; "
+                                      f"rename that file (for example to my_{package}.py)")
+    return None

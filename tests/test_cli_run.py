@@ -289,3 +289,19 @@ def test_non_utf8_bytes_in_the_prompt_are_replaced_not_fatal(tmp_path):
     assert argv.stdout == b"Also.\n"
     assert "caf\ufffd \ufffd ok" in fake.generate_requests[0]["prompt"]
     assert "bad \ufffd byte" in fake.generate_requests[1]["prompt"]
+
+
+def test_a_tools_py_of_the_users_own_is_one_line_saying_to_rename_it(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "tools.py").write_text("X = 1\n", encoding="utf-8")
+    (tmp_path / "script.py").write_text("from agent import Agent\n", encoding="utf-8")
+    env = cli_env(tmp_path / "home", "http://127.0.0.1:9")
+    script = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                            timeout=60)
+    cli = subprocess.run([sys.executable, "-m", "agent.cli", "run", "hi"], cwd=tmp_path, capture_output=True,
+                         text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    expected = f"your own {tmp_path / 'tools.py'} hides oss-agent's `tools` package; rename that file"
+    assert script.returncode == 1 and expected in script.stderr.splitlines()[-1]
+    assert cli.returncode == 1 and error_lines(cli.stderr) == [f"error: {expected} (for example to my_tools.py)"]

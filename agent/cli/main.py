@@ -205,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(exc: BaseException, debug: bool, json_output: bool) -> int:
     """One clear line on stderr (and an error event with --json); the traceback only with --debug."""
+    from agent import shadowing_error
     from agent.errors import ModelOutputError, OssAgentError
 
     expected = isinstance(exc, OssAgentError)
+    if isinstance(exc, ImportError) and (shadowed := shadowing_error()) is not None:
+        exc, expected = shadowed, True
     if debug:
         import traceback
 
@@ -222,11 +225,12 @@ def _report(exc: BaseException, debug: bool, json_output: bool) -> int:
 
 
 def _error(message: str, json_output: bool, kind: str) -> None:
-    from agent.cli.jsonl import dumps, one_line
+    import json  # not agent.cli.jsonl: this must work when the packages themselves fail to import
 
-    line = one_line(message)
+    line = " ".join(message.split())
     if json_output:
-        print(dumps({"type": "error", "error": kind, "message": line}), flush=True)
+        print(json.dumps({"type": "error", "error": kind, "message": line}, ensure_ascii=False,
+                         separators=(",", ":")), flush=True)
     red, reset = ("\x1b[31;1m", "\x1b[0m") if sys.stderr.isatty() and not os.environ.get("NO_COLOR") else ("", "")
     print(f"{red}error:{reset} {line}", file=sys.stderr, flush=True)
 
