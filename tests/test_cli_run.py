@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
-from cli_helpers import WEATHER_TOOLS, StallingFake, cli_env, error_lines, run_cli, serve
+from cli_helpers import WEATHER_TOOLS, StallingFake, cli_env, closed_port, error_lines, run_cli, serve
 from fake_ollama import Completion, FakeOllama, call_text, final_text
 
 ANSWER = "It is **sunny** in Paris."
@@ -96,12 +95,6 @@ def test_json_output_is_one_event_per_line(tmp_path, tools_file):
     assert done_event["usage"]["completion_tokens"] > 0
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 ERROR_CASES = {
     "ollama down": ([], [], "cannot reach Ollama"),
     "model missing": ([], ["-m", "nope:1b"], "ollama pull nope:1b"),
@@ -119,7 +112,7 @@ def test_expected_errors_are_one_line_without_traceback(tmp_path, tools_file, ca
     fake = FakeOllama(script)
     args = ["run", "-t", str(tools_file), *flags, *(["--debug"] if debug else []), "Weather?"]
     with serve(fake) as url:
-        host = f"http://127.0.0.1:{_closed_port()}" if case == "ollama down" else url
+        host = f"http://127.0.0.1:{closed_port()}" if case == "ollama down" else url
         done = run_cli(*args, env=cli_env(tmp_path, host))
     assert done.returncode == 1
     lines = error_lines(done.stderr)
@@ -219,7 +212,7 @@ def test_doctor_fails_when_the_model_is_missing(tmp_path):
         done = run_cli("doctor", "-m", "nope:1b", env=cli_env(tmp_path, url))
     assert done.returncode == 1
     assert "ollama pull" in done.stdout.lower() or "oss-agent pull nope:1b" in done.stdout
-    down = run_cli("doctor", env=cli_env(tmp_path, f"http://127.0.0.1:{_closed_port()}"))
+    down = run_cli("doctor", env=cli_env(tmp_path, f"http://127.0.0.1:{closed_port()}"))
     assert down.returncode == 1 and "ollama serve" in down.stdout
 
 

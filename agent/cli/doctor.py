@@ -14,6 +14,10 @@ from rich.markup import escape
 from agent.cli.options import Options
 
 RAW_TEST_TIMEOUT_S = 120.0
+SEARCH_TIMEOUT_S = 20.0
+VOCABULARY_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+VOCABULARY_FIX = (f"on a machine with network, download {VOCABULARY_URL} into a folder, copy that folder here "
+                  "and set TIKTOKEN_ENCODINGS_BASE to it")
 SERVER_BACKENDS = {"llamacpp": "llama-server", "openai": "completions server"}
 
 
@@ -64,6 +68,8 @@ async def doctor(options: Options) -> int:
     report(docker)
     if docker.ok:
         report(await asyncio.to_thread(check_image, needs_docker))
+    if "browser" in options.tools:
+        report(await check_search())
     for check in await check_mcp_servers(options):
         report(check)
     failed = [c for c in checks if not c.ok and c.needed]
@@ -82,10 +88,31 @@ def check_vocabulary() -> Check:
     try:
         get_encoding()
     except VocabularyError as exc:
-        return Check("Harmony vocabulary", False, str(exc),
-                     "download o200k_base.tiktoken once and set TIKTOKEN_ENCODINGS_BASE to its folder")
+        return Check("Harmony vocabulary", False, str(exc), VOCABULARY_FIX)
     where = os.environ.get("TIKTOKEN_ENCODINGS_BASE") or "the tiktoken cache"
     return Check("Harmony vocabulary", True, f"o200k_base loaded from {where}")
+
+
+async def check_search() -> Check:
+    """The browser's search backend answers one query (it needs the network, or a local SearXNG)."""
+    from agent.errors import OssAgentError
+    from tools.browser.search import SearchError, make_search
+
+    fix = ("the browser needs network access to search; on a machine without it, run SearXNG locally and set "
+           "OSS_AGENT_SEARCH=searxng and OSS_AGENT_SEARXNG_URL")
+    try:
+        backend = make_search()
+    except OssAgentError as exc:
+        return Check("browser search", False, _first(str(exc)), fix)
+    name = type(backend).__name__.removesuffix("Search").lower()
+    try:
+        hits = await asyncio.wait_for(backend.search("gpt-oss", 1), SEARCH_TIMEOUT_S)
+    except (SearchError, asyncio.TimeoutError) as exc:
+        detail = _first(str(exc)) or f"no answer within {SEARCH_TIMEOUT_S:.0f} s"
+        return Check("browser search", False, f"{name}: {detail}", fix)
+    finally:
+        await backend.aclose()
+    return Check("browser search", True, f"{name} answered ({len(hits)} result{'s' if len(hits) != 1 else ''})")
 
 
 async def check_ollama(options: Options) -> Check:

@@ -28,8 +28,36 @@ DDGS_BACKEND_ENV = "OSS_AGENT_DDGS_BACKEND"
 SNIPPET_CHARS = 300
 
 
+UNREACHABLE_MARKERS = (
+    "dnserror", "connecterror", "connect error", "connection refused", "name or service not known",
+    "nodename nor servname", "temporary failure in name resolution", "failed to lookup address",
+    "network is unreachable", "getaddrinfo", "timed out", "timeout",
+)
+
+
 class SearchError(Exception):
-    """The search backend failed; the message is meant for the model."""
+    """The search backend failed; the message is meant for the model.
+
+    `unreachable` says the service could not be reached at all (offline, DNS, timeouts),
+    which another query cannot fix; `advice` says what the model should do instead.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+    @property
+    def advice(self) -> str:
+        if self.unreachable:
+            return ("The search service cannot be reached from this machine (no network?), so another query "
+                    "will not help: answer without searching, and say that you could not search.")
+        return "Try a different query."
+
+
+def looks_unreachable(text: str) -> bool:
+    """Whether an error text is a network failure (DNS, refused connection, timeout)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in UNREACHABLE_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +143,7 @@ class DdgsSearch:
         self._factory = ddgs_factory
 
     def _run(self, query: str, topn: int) -> list[dict[str, Any]]:
-        from ddgs.exceptions import DDGSException
+        from ddgs.exceptions import DDGSException, TimeoutException
 
         if self._factory is None:
             from ddgs import DDGS
@@ -137,7 +165,8 @@ class DdgsSearch:
                 if "no results" in str(exc).lower():
                     return []
                 last = exc
-        raise SearchError(str(last) or type(last).__name__)
+        message = str(last) or type(last).__name__
+        raise SearchError(message, unreachable=isinstance(last, TimeoutException) or looks_unreachable(message))
 
     async def search(self, query: str, topn: int) -> list[SearchHit]:
         rows = await asyncio.to_thread(self._run, query, topn)
@@ -196,7 +225,8 @@ class SearxngSearch:
         try:
             response = await self._http().get(f"{self.base_url}/search", params=params)
         except httpx.HTTPError as exc:
-            raise SearchError(f"SearXNG is unreachable ({type(exc).__name__}: {exc})") from None
+            message = f"SearXNG is unreachable ({type(exc).__name__}: {exc})"
+            raise SearchError(message, unreachable=isinstance(exc, httpx.TransportError)) from None
         if response.status_code == 403:
             raise SearchError(
                 "SearXNG refused JSON output; enable `json` in `search.formats` of its settings"

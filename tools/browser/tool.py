@@ -127,7 +127,7 @@ class BrowserTool(BuiltinTool):
         try:
             hits = await self.search_backend.search(query.strip(), topn)
         except SearchError as exc:
-            raise ToolRetry(f"Search failed: {exc}. Try a different query.") from None
+            raise ToolRetry(f"Search failed: {exc}. {exc.advice}") from None
         if not hits:
             raise ToolRetry(f"No results found for `{query}`. Try a different query.")
         items = "".join(
