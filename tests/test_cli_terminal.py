@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from cli_helpers import StallingFake, cli_env, quit_chat, say, serve, spawn_chat
+from cli_helpers import StallingFake, cli_env, closed_port, quit_chat, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
 SLOW_TOOLS = '''\
@@ -73,3 +73,14 @@ def test_ctrl_c_while_the_answer_streams_is_not_echoed_over_it(tmp_path):
         say(child, "A short one then")
         child.expect_exact("Short answer.")
         quit_chat(child)
+
+
+def test_the_banner_warns_at_once_about_a_stopped_server_and_a_missing_vocabulary(tmp_path):
+    empty = tmp_path / "no-vocabulary"
+    empty.mkdir()
+    env = cli_env(tmp_path, f"http://127.0.0.1:{closed_port()}", TIKTOKEN_ENCODINGS_BASE=str(empty))
+    child = spawn_chat(env=env)
+    child.expect_exact("/help for commands")
+    child.expect_exact("warning: cannot load the Harmony vocabulary")
+    child.expect_exact("warning: cannot reach Ollama")
+    quit_chat(child)

@@ -24,6 +24,8 @@ from agent.cli.runner import Runner
 from agent.errors import ConfigurationError, OssAgentError
 
 PROMPT = "› "
+SERVER_BACKENDS = ("ollama", "llamacpp", "openai")  # checked when the chat starts
+PREFLIGHT_TIMEOUT_S = 10.0
 COMMANDS = {
     "/help": ("", "show this help"),
     "/reset": ("", "start a new conversation"),
@@ -67,6 +69,7 @@ class Repl:
     async def main(self, resume: str | None, latest: bool) -> int:
         saved = self.runner.start(resume=resume, latest=latest)
         self._banner(saved)
+        await self._preflight()
         self.prompt_session = _prompt_session()
         while self.running:
             try:
@@ -303,6 +306,28 @@ class Repl:
         self.out.print(render_text(agent.last_completion), markup=False, highlight=False)
 
     # -- helpers ------------------------------------------------------------------
+
+    async def _preflight(self) -> None:
+        """Say now, not at the first message, when the vocabulary or the model server is missing."""
+        from agent.errors import VocabularyError
+        from agent.harmony.encoding import get_encoding
+
+        problems = []
+        try:
+            get_encoding()
+        except VocabularyError as exc:
+            problems.append(str(exc))
+        probe = getattr(self.runner.agent.backend, "probe", None)
+        if self.runner.options.backend in SERVER_BACKENDS and probe is not None:
+            try:
+                await asyncio.wait_for(probe(), PREFLIGHT_TIMEOUT_S)
+            except OssAgentError as exc:
+                problems.append(str(exc))
+            except asyncio.TimeoutError:
+                problems.append(f"the {self.runner.options.backend} server did not answer within "
+                                f"{PREFLIGHT_TIMEOUT_S:.0f} s; check that it is running")
+        for problem in problems:
+            self.err.print(f"warning: {' '.join(problem.split())}", style="yellow", markup=False, highlight=False)
 
     def _banner(self, saved: Any) -> None:
         options, agent = self.runner.options, self.runner.agent
