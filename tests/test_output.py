@@ -256,3 +256,24 @@ def test_fake_ollama_validation_feedback_is_the_guarantee():
     assert "format" not in first and "format" not in second  # raw Harmony; Ollama cannot constrain it
     assert "# Response Formats\n\n## shopping_list" in first["prompt"]
     assert "items: Input should be a valid list" in second["prompt"].split("<|start|>user<|message|>")[-1]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 100])
+def test_final_watch_canonicalises_the_final_header_and_passes_everything_else(chunk):
+    from agent.backends._final import FINAL_HEADER, FinalWatch
+    from agent.harmony.encoding import get_encoding
+
+    enc = get_encoding()
+    cases = {
+        "<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>final<|message|>no": (
+            True, f"<|channel|>analysis<|message|>hm<|end|><|start|>assistant{FINAL_HEADER}"),
+        "<|channel|>final <|constrain|>json<|message|>{}": (True, FINAL_HEADER),
+        "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>": (
+            False, "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>"),
+        "<|channel|>commentary<|message|>Looking.<|end|>": (False, "<|channel|>commentary<|message|>Looking.<|end|>"),
+    }
+    for text, (opened, passed) in cases.items():
+        ids, watch, out = enc.encode(text, allowed_special="all"), FinalWatch(), []
+        for start in range(0, len(ids), chunk):
+            out += watch.feed(ids[start : start + chunk])
+        assert watch.opened is opened and enc.decode(out) == passed

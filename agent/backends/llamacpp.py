@@ -16,11 +16,12 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
+from agent.backends._final import FinalWatch, other_ends
 from agent.backends._http import (
     DEFAULT_CONTEXT,
     ServerBackend,
@@ -145,14 +146,51 @@ class LlamaCppBackend(ServerBackend):
                                      "(it tokenizes Harmony's markers differently); serve a gpt-oss GGUF")
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[list[int] | Usage]:
-        """Yield completion ids as the server samples them (stop id included), then one `Usage`."""
+        """Yield completion ids as the server samples them (stop id included), then one `Usage`.
+
+        With `request.final_schema`, the completion is sampled freely until the model
+        opens a final answer; the body is then a second request, continuing from
+        `<|channel|>final <|constrain|>json<|message|>`, with the schema as its `json_schema`.
+        """
         await self.probe()
         prompt = check_ids(request.prompt, "the prompt")
         budget = completion_budget(len(prompt), self.context_window, request.max_tokens, self.max_completion_tokens,
                                    where=f"llama-server at {self.base_url}")
+        if request.final_schema is None:
+            async with contextlib.aclosing(self._sample(prompt, budget, request.stop)) as items:
+                async for item in items:
+                    yield item
+            return
+        watch, sampled = FinalWatch(), list[int]()
+        usage = Usage()
+        async with contextlib.aclosing(self._sample(prompt, budget, request.stop, watch=watch)) as items:
+            async for item in items:
+                if isinstance(item, Usage):
+                    usage = item
+                else:
+                    sampled += item
+                    yield item
+        if not watch.opened or budget - len(sampled) <= 0:
+            yield usage
+            return
+        # The body: grammar-constrained to the schema, and it can end only as a final answer does.
+        constrained = {"json_schema": request.final_schema, "logit_bias": [[t, False] for t in other_ends()]}
+        body = self._sample(prompt + sampled, budget - len(sampled), request.stop, extra=constrained)
+        async with contextlib.aclosing(body) as items:
+            async for item in items:
+                if isinstance(item, Usage):
+                    usage = usage + item
+                    usage.completion_tokens = len(sampled) + item.completion_tokens
+                else:
+                    yield item
+        yield usage
+
+    async def _sample(self, prompt: list[int], budget: int, stop: frozenset[int], *, watch: FinalWatch | None = None,
+                      extra: Mapping[str, Any] | None = None) -> AsyncGenerator[list[int] | Usage, None]:
+        """One `/completion` request; with `watch`, it ends where a final answer's body begins."""
         body: dict[str, Any] = {
             "prompt": prompt, "n_predict": budget, "stream": True, "return_tokens": True,
-            "cache_prompt": True, **self._sampling, **self._extra,
+            "cache_prompt": True, **self._sampling, **self._extra, **(extra or {}),
         }
         if self.model is not None:
             body["model"] = self.model
@@ -175,11 +213,16 @@ class LlamaCppBackend(ServerBackend):
                         ids = check_ids(chunk.get("tokens") or [], f"llama-server at {self.base_url}")
                         if stopped and ids:
                             break  # the server samples on past a Harmony stop: end the request here
-                        ids, hit = cut_at_stop(ids, request.stop)  # whether or not the server stops there
+                        ids, hit = cut_at_stop(ids, stop)  # whether or not the server stops there
                         stopped = stopped or hit
+                        if watch is not None:
+                            ids = watch.feed(ids)
                         if ids:
                             first = first or time.perf_counter()
                             yield ids
+                        if watch is not None and watch.opened:
+                            final, stopped = chunk, True  # the body is the constrained request's
+                            break
                         if chunk.get("stop"):
                             final = chunk
                             break
@@ -189,6 +232,12 @@ class LlamaCppBackend(ServerBackend):
             raise self.unreadable(exc) from None
         if final is None and not stopped:
             raise BackendError(f"llama-server at {self.base_url} ended the stream without finishing")
+        if watch is not None and watch.held() and not watch.opened:
+            yield watch.held()  # a completion cut inside a header: pass on what was sampled
+        if watch is not None and watch.opened:
+            yield make_usage(started=started, first=first, prompt_tokens=len(prompt), completion_tokens=0,
+                             finish_reason="stop")
+            return
         yield self._usage(final or {}, stopped, started, first, len(prompt))
 
     def _usage(self, final: dict[str, Any], stopped: bool, started: float, first: float | None,
