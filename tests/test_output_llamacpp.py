@@ -16,8 +16,9 @@ import pytest
 import tiny_gguf
 from llama_server import Server, serve
 from pydantic import BaseModel, Field
+from test_backend_llamacpp import lookup  # the tool the scripted model calls
 
-from agent import Agent, tool
+from agent import Agent
 from agent.backends import LlamaCppBackend
 from agent.backends._final import FINAL_HEADER
 from agent.harmony.render import render_text
@@ -29,16 +30,6 @@ class Verdict(BaseModel):
     ok: bool
     level: Literal["low", "high"]
     note: str = Field(max_length=8)
-
-
-@tool
-def lookup(q: str) -> str:
-    """Look a thing up.
-
-    Args:
-        q: What to look up.
-    """
-    return f"{q} is 42"
 
 
 @pytest.fixture(scope="module")
