@@ -68,3 +68,33 @@ def test_a_preamble_that_turns_out_to_be_the_answer_is_shown_once_on_a_terminal(
     r.handle(TextDelta("Done, see above.", step=1))
     r.handle(RunFinished(RunResult(output="Done, see above.")))
     assert (out.getvalue() + err.getvalue()).count("Done, see above.") == 1
+
+
+def test_a_tool_panel_leaves_out_the_approval_wait_and_says_declined(monkeypatch):
+    import asyncio
+
+    from agent.cli import runner as runner_module
+    from agent.cli.runner import Approvals
+    from agent.events import ToolResultEvent
+    from tools.base import ToolCall
+
+    clock = [100.0]
+    monkeypatch.setattr(runner_module.time, "perf_counter", lambda: clock[0])
+    answers = ["y", "n"]
+
+    async def ask(question: str) -> str:
+        clock[0] += 7.5  # the user takes their time
+        return answers.pop(0)
+
+    approvals = Approvals(False, ask)
+    first = ToolCall("functions.delete_file", "delete_file", None, '{"path": "a"}', "commentary")
+    second = ToolCall("functions.delete_file", "delete_file", None, '{"path": "b"}', "commentary")
+    assert asyncio.run(approvals(first)) is True and asyncio.run(approvals(second)) is False
+    r, _, err = renderer()
+    r.approval_of = approvals.outcome
+    r.handle(ToolResultEvent(first, "deleted a", 1, None, duration_s=7.75))
+    r.handle(ToolResultEvent(second, "the user declined to run functions.delete_file", 1, None, duration_s=7.5))
+    panels = err.getvalue()
+    assert "done in 0.2 s" in panels and "done in 7" not in panels
+    assert panels.count("declined ─") == 1  # the second panel's subtitle
+    assert approvals.outcome(first) == (0.0, False)  # read once

@@ -154,6 +154,10 @@ def test_missing_tools_file_and_unknown_builtin(tmp_path):
     env = cli_env(tmp_path, "http://127.0.0.1:9")
     missing = run_cli("run", "-t", str(tmp_path / "nope.py"), "hi", env=env)
     assert missing.returncode == 1 and "nope.py does not exist" in error_lines(missing.stderr)[0]
+    unknown = run_cli("run", "-t", "calculator", "hi", env=env)
+    assert unknown.returncode == 1 and error_lines(unknown.stderr) == [
+        "error: unknown built-in tool 'calculator': the built-ins are browser and python; "
+        "a tools file is a path to a .py file"]
 
 
 def test_sessions_are_saved_listed_shown_continued_and_removed(tmp_path):
@@ -298,3 +302,12 @@ def test_a_tools_py_of_the_users_own_is_one_line_saying_to_rename_it(tmp_path):
     expected = f"your own {tmp_path / 'tools.py'} hides oss-agent's `tools` package; rename that file"
     assert script.returncode == 1 and expected in script.stderr.splitlines()[-1]
     assert cli.returncode == 1 and error_lines(cli.stderr) == [f"error: {expected} (for example to my_tools.py)"]
+
+
+def test_run_with_hidden_reasoning_points_to_the_flag_not_the_chat_command(tmp_path):
+    fake = FakeOllama([final_text("Four.", "Two plus two.")])
+    with serve(fake) as url:
+        done = run_cli("run", "--reasoning", "hide", "2+2?", env=cli_env(tmp_path, url))
+    assert done.returncode == 0 and done.stdout == "Four.\n"
+    assert "(reasoning hidden, 13 characters; run with --reasoning show to see it)" in done.stderr
+    assert "/reasoning" not in done.stderr

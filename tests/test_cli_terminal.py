@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from cli_helpers import StallingFake, cli_env, closed_port, quit_chat, say, serve, spawn_chat
+from cli_helpers import StallingFake, cli_env, closed_port, quit_chat, run_cli, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
 SLOW_TOOLS = '''\
@@ -23,6 +23,17 @@ async def slow_lookup(q: str) -> str:
     """
     await asyncio.sleep(300)
     return "found"
+
+
+@tool(requires_approval=True)
+async def slow_cleanup(path: str) -> str:
+    """Clean up a folder, slowly; asks first.
+
+    Args:
+        path: The folder.
+    """
+    await asyncio.sleep(300)
+    return "cleaned"
 '''
 
 
@@ -84,3 +95,28 @@ def test_the_banner_warns_at_once_about_a_stopped_server_and_a_missing_vocabular
     child.expect_exact("warning: cannot load the Harmony vocabulary")
     child.expect_exact("warning: cannot reach Ollama")
     quit_chat(child)
+
+
+def test_resuming_a_one_turn_session_says_1_turn(tmp_path):
+    fake = FakeOllama([final_text("Hello there."), final_text("Again.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        assert run_cli("run", "Hi", env=env).returncode == 0
+        child = spawn_chat("-c", env=env)
+        child.expect_exact("resumed session")
+        child.expect(r"\((\d+ turns?)\)")
+        assert child.match.group(1) == "1 turn"
+        quit_chat(child)
+
+
+def test_an_approved_call_has_its_spinner_while_it_runs(tmp_path, slow_tools):
+    fake = FakeOllama([call_text("slow_cleanup", '{"path": "build"}'), final_text("Stopped it.", "Ok.")])
+    with serve(fake) as url:
+        child = spawn_chat("-t", str(slow_tools), env=cli_env(tmp_path, url))
+        say(child, "Clean up build")
+        child.expect_exact("[a]lways")
+        child.send("y\r")
+        child.expect_exact("running functions.slow_cleanup")  # the spinner is back once the user said yes
+        child.sendintr()
+        child.expect_exact("stopped")
+        quit_chat(child)

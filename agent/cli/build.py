@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.options import DEFAULT_MODEL, Options, is_tool_file
+from agent.cli.options import BUILTIN_TOOLS, DEFAULT_MODEL, Options, is_tool_file
 from agent.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ def make_tools(specs: list[str]) -> list[Any]:
     tools: list[Any] = []
     for spec in specs:
         if is_tool_file(spec):
+            if not Path(spec).exists() and Path(spec).suffix != ".py":
+                raise ConfigurationError(f"unknown built-in tool {Path(spec).name!r}: the built-ins are "
+                                         f"{' and '.join(BUILTIN_TOOLS)}; a tools file is a path to a .py file")
             tools.extend(load_tools_file(spec))
         elif spec == "python":  # in the terminal, model-written code runs only after the user says yes
             from sandbox import PythonTool

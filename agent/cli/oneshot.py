@@ -42,6 +42,7 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
     out, err = make_consoles()
     ask = _terminal_ask(err) if sys.stdin.isatty() and not json_output else None
     runner = Runner(options, out, err, ask=ask)
+    runner.renderer.reasoning_hint = "run with --reasoning show to see it"
     try:
         runner.start(resume=resume, latest=latest)
 

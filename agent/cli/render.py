@@ -56,6 +56,8 @@ class TurnRenderer:
         self.context_window = context_window
         self.raw_text = raw_text
         self.last_reasoning = ""  # of the latest turn, for `/reasoning` after the fact
+        self.reasoning_hint = "/reasoning to see it"  # how to see hidden reasoning (the chat's command)
+        self.approval_of: Callable[[Any], tuple[float, bool]] = lambda call: (0.0, False)  # (wait, declined)
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -89,10 +91,11 @@ class TurnRenderer:
             self._answer(event.text)
         elif isinstance(event, ToolCallEvent):
             self._enter(None)
-            self._start_status(f"running {event.call.recipient}…")
+            self.tool_running(event.call)
         elif isinstance(event, ToolResultEvent):
             self._stop_status()
-            self.err.print(tool_panel(event))
+            waited, declined = self.approval_of(event.call)
+            self.err.print(tool_panel(event, waited=waited, declined=declined))
         elif isinstance(event, StepFinished):
             self._prompt_tokens_last = event.prompt_tokens
             if event.outcome == "retry" and event.error:
@@ -129,6 +132,10 @@ class TurnRenderer:
         self._enter(None)
         self._reset_turn()
 
+    def tool_running(self, call: Any) -> None:
+        """A spinner while a tool runs (again after the user approved it)."""
+        self._start_status(f"running {call.recipient}…")
+
     def pause(self) -> None:
         """Clear transient output before asking the user something."""
         self._stop_status()
@@ -149,7 +156,7 @@ class TurnRenderer:
             if self.show_reasoning:
                 self.err.print("\n")
             elif self._reasoning_chars:
-                hidden = f"(reasoning hidden, {self._reasoning_chars} characters; /reasoning to see it)"
+                hidden = f"(reasoning hidden, {self._reasoning_chars} characters; {self.reasoning_hint})"
                 self.err.print(hidden, style="dim")
         elif previous == "preamble":
             self.err.print()
@@ -268,8 +275,11 @@ class TurnRenderer:
         return " · ".join(parts)
 
 
-def tool_panel(event: ToolResultEvent) -> Panel:
-    """A compact panel: the call's arguments, a rule, the (truncated) result."""
+def tool_panel(event: ToolResultEvent, *, waited: float = 0.0, declined: bool = False) -> Panel:
+    """A compact panel: the call's arguments, a rule, the (truncated) result.
+
+    Its time leaves out `waited`, the time spent asking the user; a declined call says so.
+    """
     call = event.call
     arguments: Any
     if call.name == "python" and call.method is None:
@@ -278,12 +288,15 @@ def tool_panel(event: ToolResultEvent) -> Panel:
         arguments = Text(_clip_lines(_pretty_json(call.arguments), ARGUMENT_LINES), style="cyan")
     output = event.output if len(event.output) <= RESULT_CHARS else event.output[:RESULT_CHARS] + "…"
     result = Text(_clip_lines(output, RESULT_LINES), style="red" if event.error else "")
-    status = "failed" if event.error else "done"
+    if declined:
+        subtitle = "declined"
+    else:
+        subtitle = f"{'failed' if event.error else 'done'} in {max(0.0, event.duration_s - waited):.1f} s"
     return Panel(
         Group(arguments, Rule(style="dim"), result),
         title=f"[bold]{call.recipient}[/]",
         title_align="left",
-        subtitle=f"{status} in {event.duration_s:.1f} s",
+        subtitle=subtitle,
         subtitle_align="right",
         border_style="red" if event.error else "blue",
         expand=False,

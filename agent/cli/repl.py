@@ -339,7 +339,8 @@ class Repl:
                        f"effort {agent.reasoning_effort} · {escape(tools)}")
         if saved is not None:
             info = saved.info
-            self.err.print(f"resumed session {info.id} ({info.turns} turns): {escape(info.title)}", style="green")
+            turns = f"{info.turns} turn{'s' if info.turns != 1 else ''}"
+            self.err.print(f"resumed session {info.id} ({turns}): {escape(info.title)}", style="green")
             if not self.runner.restored_exactly:
                 self.err.print("note: the tools differ from when this session was saved", style="yellow")
         self.err.print("/help for commands · Ctrl-C stops a turn · Ctrl-D exits", style="dim")

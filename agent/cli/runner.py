@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +29,28 @@ class Approvals:
         self.approve_all = approve_all
         self.ask = ask
         self.before_asking = before_asking
+        self.after_approving: Callable[[ToolCall], None] = lambda call: None
         self.always: set[str] = set()
         self.declined_without_asking: list[str] = []
+        self._asked: list[tuple[ToolCall, float, bool]] = []  # (call, seconds spent asking, approved)
 
     async def __call__(self, call: ToolCall) -> bool:
         if self.approve_all or call.name in self.always:
             return True
         if self.ask is None:  # nobody to ask: decline, and say so at the end
             self.declined_without_asking.append(call.recipient)
+            self._asked.append((call, 0.0, False))
             return False
         self.before_asking()
+        started = time.perf_counter()
+        approved = await self._question(call)
+        self._asked.append((call, time.perf_counter() - started, approved))
+        if approved:
+            self.after_approving(call)
+        return approved
+
+    async def _question(self, call: ToolCall) -> bool:
+        assert self.ask is not None
         arguments = call.arguments if len(call.arguments) <= 400 else call.arguments[:400] + "…"
         while True:
             question = f"Run {call.recipient} with {arguments}? [y]es / [n]o / [a]lways: "
@@ -49,6 +62,14 @@ class Approvals:
             if answer in ("a", "always"):
                 self.always.add(call.name)
                 return True
+
+    def outcome(self, call: ToolCall) -> tuple[float, bool]:
+        """(seconds spent asking, declined) for a call, forgotten once read; (0, False) if nobody was asked."""
+        for index, (asked, waited, approved) in enumerate(self._asked):
+            if asked is call or (asked.recipient, asked.arguments) == (call.recipient, call.arguments):
+                del self._asked[index]
+                return waited, not approved
+        return 0.0, False
 
 
 class Runner:
@@ -65,6 +86,8 @@ class Runner:
         self.approvals = Approvals(options.yes, ask)
         self.renderer = TurnRenderer(out, err, show_reasoning=options.reasoning == "show")
         self.approvals.before_asking = self.renderer.pause
+        self.approvals.after_approving = self.renderer.tool_running
+        self.renderer.approval_of = self.approvals.outcome
 
     # -- set-up -------------------------------------------------------------------
 
