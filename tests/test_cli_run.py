@@ -198,6 +198,8 @@ def test_pull_shows_progress_and_reports_failure(tmp_path):
         ok = run_cli("pull", "gpt-oss:20b", env=env)
         bad = run_cli("pull", "nope:1b", env=env)
     assert ok.returncode == 0 and "success" in ok.stderr and "gpt-oss:20b is ready" in ok.stderr
+    order = [ok.stderr.index(text) for text in ("pulling manifest", "1a2b3c", "verifying", "success", "is ready")]
+    assert order == sorted(order)  # what comes after the download is printed below its bar
     assert bad.returncode == 1 and "nope:1b" in error_lines(bad.stderr)[0]
 
 
@@ -311,3 +313,12 @@ def test_run_with_hidden_reasoning_points_to_the_flag_not_the_chat_command(tmp_p
     assert done.returncode == 0 and done.stdout == "Four.\n"
     assert "(reasoning hidden, 13 characters; run with --reasoning show to see it)" in done.stderr
     assert "/reasoning" not in done.stderr
+
+
+def test_piped_output_is_not_wrapped_at_the_terminal_width(tmp_path):
+    env = cli_env(tmp_path, f"http://127.0.0.1:{closed_port()}", COLUMNS="40")
+    done = run_cli("doctor", env=env)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("✗ Ollama:"))
+    assert line.endswith("(ConnectError)") and len(line) > 40
+    fix = next(line for line in done.stdout.splitlines() if "ollama serve" in line)
+    assert fix.endswith("OLLAMA_HOST at it")

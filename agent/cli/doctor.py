@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from agent.cli.options import Options
+from agent.cli.render import console
 
 RAW_TEST_TIMEOUT_S = 120.0
 SEARCH_TIMEOUT_S = 20.0
@@ -32,7 +32,7 @@ class Check:
 
 async def doctor(options: Options) -> int:
     """Print every check; exit status 1 if something the configuration needs is missing."""
-    out = Console(highlight=False)
+    out = console()
     checks: list[Check] = []
 
     def report(check: Check) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
+
+from agent.cli.render import console
 
 
 async def pull(model: str, host: str | None) -> int:
@@ -16,9 +17,10 @@ async def pull(model: str, host: str | None) -> int:
 
     from agent.backends.ollama import pull_model, resolve_host
 
-    err = Console(stderr=True, highlight=False)
+    err = console(stderr=True)
     err.print(f"pulling {model} into Ollama at {resolve_host(host)}")
     tasks: dict[str, Any] = {}
+    after: list[str] = []  # statuses once the bars are drawn ("verifying", "success") go below them
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
         async for step in pull_model(model, host=host):
@@ -27,8 +29,13 @@ async def pull(model: str, host: str | None) -> int:
                 if key not in tasks:
                     tasks[key] = progress.add_task(step.digest.removeprefix("sha256:")[:12], total=step.total)
                 progress.update(tasks[key], completed=step.completed or 0)
+            elif step.status and tasks:
+                if step.status not in after:
+                    after.append(step.status)
             elif step.status:
                 progress.console.print(step.status, style="dim")
+    for status in after:
+        err.print(status, style="dim")
     err.print(f"{model} is ready")
     return 0
 
@@ -38,9 +45,9 @@ def list_sessions(limit: int) -> int:
 
     store = SessionStore()
     sessions = store.list(limit=limit) if store.path.exists() else []
-    out = Console(highlight=False)
+    out = console()
     if not sessions:
-        Console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
+        console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
         return 0
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("id", "updated", "turns", "model", "title"):
@@ -58,7 +65,7 @@ def show_session(session_id: str) -> int:
     from agent.sessions import SessionStore
 
     saved = SessionStore().load(session_id)
-    out = Console(highlight=False)
+    out = console()
     info, settings = saved.info, saved.settings
     tools = ", ".join(settings.get("tools") or []) or "none"
     out.print(f"[bold]{info.title}[/]  [dim]{info.id} · {_when(info.created_at)} · {settings.get('model', '?')} · "
@@ -87,7 +94,7 @@ def remove_session(session_id: str) -> int:
     store = SessionStore()
     full = store.resolve(session_id)
     store.delete(full)
-    Console(stderr=True).print(f"deleted session {full}")
+    console(stderr=True).print(f"deleted session {full}")
     return 0
 
 

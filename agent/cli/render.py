@@ -317,8 +317,13 @@ def _clip_lines(text: str, limit: int) -> str:
     return "\n".join(lines[:limit] + [f"… {len(lines) - limit} more lines"])
 
 
+def console(stderr: bool = False, no_color: bool = False) -> Console:
+    """A console for stdout or stderr; piped, its lines are never wrapped (the reader's terminal wraps them)."""
+    made = Console(stderr=stderr, highlight=False, no_color=no_color or None)
+    made.soft_wrap = not made.is_terminal
+    return made
+
+
 def make_consoles(no_color: bool = False) -> tuple[Console, Console]:
     """Consoles for stdout (the answer) and stderr (everything else)."""
-    out = Console(highlight=False, no_color=no_color or None)
-    err = Console(stderr=True, highlight=False, no_color=no_color or None)
-    return out, err
+    return console(no_color=no_color), console(stderr=True, no_color=no_color)
