@@ -172,14 +172,11 @@ def build_image(
     client = client or connect()
     recipe = recipe_tag(pip_packages, extra_packages)
     tag = tag or recipe
-    if not force:
-        try:
-            image = client.api.inspect_image(recipe)
-            if tag != recipe:
-                _tag(client, image["Id"], tag)
-            return tag
-        except docker.errors.ImageNotFound:
-            pass
+    previous = _image_id(client, recipe)
+    if previous is not None and not force:
+        if tag != recipe:
+            _tag(client, previous, tag)
+        return tag
     started = time.monotonic()
     roots = list(ROOTS) + extra_packages + (list(WHEEL_ROOTS) if pip_packages else [])
     packages = resolve_packages(roots)
@@ -208,9 +205,27 @@ def build_image(
     _precompile(client, base, recipe, version)
     if tag != recipe:
         _tag(client, recipe, tag)
+    if previous is not None and previous != _image_id(client, recipe):
+        _remove_unused(client, previous)  # a rebuild leaves no dangling <none> image behind
     size = client.api.inspect_image(recipe)["Size"] / 1e6
     _log(f"Built {tag} ({size:.1f} MB) in {time.monotonic() - started:.1f} s", quiet)
     return tag
+
+
+def _image_id(client: docker.DockerClient, name: str) -> str | None:
+    try:
+        return str(client.api.inspect_image(name)["Id"])
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_unused(client: docker.DockerClient, image_id: str) -> None:
+    """Remove an image no tag points to any more; one a container still uses stays."""
+    try:
+        if not client.api.inspect_image(image_id).get("RepoTags"):
+            client.api.remove_image(image_id)
+    except docker.errors.APIError:  # in use by a container, or already gone
+        pass
 
 
 def _tag(client: docker.DockerClient, image: str, name: str) -> None:

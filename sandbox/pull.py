@@ -12,9 +12,19 @@ from agent.errors import SandboxError, SandboxUnavailableError
 from .docker_client import CONNECTION_ERRORS
 
 BUILD_HINT = (
-    "Build a local image without a registry with `python -m sandbox.image` (Debian/Ubuntu host "
-    "with apt) and pass its tag as `image=` or in OSS_AGENT_SANDBOX_IMAGE."
+    "Build one without a registry with `python -m sandbox.image` (a Debian/Ubuntu host with apt), "
+    "then set OSS_AGENT_SANDBOX_IMAGE to the tag it prints (in Python: PythonTool(image=TAG))."
 )
+REASON_CHARS = 300
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, shortened at a word boundary (never mid-word), without a trailing period."""
+    raw = str(getattr(exc, "explanation", None) or exc).strip()  # Docker's own words, without the request URL
+    text = raw.splitlines()[0].strip() if raw else type(exc).__name__
+    if len(text) > REASON_CHARS:
+        text = text[:REASON_CHARS].rsplit(" ", 1)[0] + " …"
+    return text.rstrip(".")
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -35,10 +45,8 @@ def ensure_image(client: docker.DockerClient, name: str, pull: bool = True, quie
     try:
         _pull(client, name, quiet)
         return client.api.inspect_image(name)["Id"]
-    except CONNECTION_ERRORS as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    except (docker.errors.DockerException, SandboxError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    except (*CONNECTION_ERRORS, docker.errors.DockerException, SandboxError) as exc:
+        reason = _reason(exc)
     raise SandboxUnavailableError(
         f"sandbox image {name!r} is not available locally and could not be pulled ({reason}). {BUILD_HINT}"
     )

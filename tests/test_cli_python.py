@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cli_helpers import cli_env, serve, spawn_chat
+from cli_helpers import cli_env, quit_chat, say, serve, spawn_chat
 from fake_ollama import FakeOllama, final_text
 from sandbox_fixtures import docker_client, sandbox_image  # noqa: F401  (fixtures)
-from test_cli_chat import quit_chat, say
 
 
 def python_call(code: str, analysis: str) -> str:
