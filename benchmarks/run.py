@@ -23,6 +23,7 @@ BENCHMARKS = {
     "browser": "benchmarks.bench_browser",
     "llamacpp": "benchmarks.bench_llamacpp",
     "history": "benchmarks.bench_history",
+    "output": "benchmarks.bench_output",
 }
 
 
