@@ -228,17 +228,17 @@ def test_doctor_reports_unparseable_raw_output(tmp_path):
     assert done.returncode == 1 and "raw Harmony mode" in done.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["chat"], ["run"], ["doctor"], ["pull"], ["sessions"]])
+@pytest.mark.parametrize("command", [[], ["chat"], ["run"], ["doctor"], ["pull"], ["models"], ["sessions"]])
 def test_help_reads_well(tmp_path, command):
     done = run_cli(*command, "--help", env=cli_env(tmp_path))
     assert done.returncode == 0 and done.stdout.startswith("usage: oss-agent")
     assert all(len(line) <= 120 for line in done.stdout.splitlines())  # COLUMNS=120
     if not command:
-        for word in ("chat", "run", "doctor", "pull", "sessions", "examples"):
+        for word in ("chat", "run", "doctor", "pull", "models", "sessions", "examples"):
             assert word in done.stdout
     if command in (["chat"], ["run"]):
         for flag in ("--model", "--host", "--backend", "--base-url", "--tools", "--instructions", "--effort",
-                     "--continue", "--session", "--yes", "--debug", "--config"):
+                     "--continue", "--session", "--yes", "--debug", "--config", "--option KEY VALUE"):
             assert flag in done.stdout
 
 
@@ -322,3 +322,47 @@ def test_piped_output_is_not_wrapped_at_the_terminal_width(tmp_path):
     assert line.endswith("(ConnectError)") and len(line) > 40
     fix = next(line for line in done.stdout.splitlines() if "ollama serve" in line)
     assert fix.endswith("OLLAMA_HOST at it")
+
+
+def test_model_options_from_flags_and_the_config_file_reach_the_server(tmp_path):
+    (tmp_path / "config.toml").write_text("[options]\ntop_p = 0.5\ntemperature = 1.0\n", encoding="utf-8")
+    fake = FakeOllama([final_text("Cool.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        done = run_cli("run", "-o", "temperature", "0.2", "-o", "max_tokens", "100", "-o", "num_ctx", "4096",
+                       "-o", "seed", "7", "hi", env=env)
+        typo = run_cli("run", "-o", "temprature", "1", "hi", env=env)
+        wrong = run_cli("run", "-o", "top_k", "many", "hi", env=env)
+    assert done.returncode == 0, done.stderr
+    sent = fake.generate_requests[0]["options"]
+    assert (sent["temperature"], sent["top_p"], sent["num_ctx"], sent["seed"]) == (0.2, 0.5, 4096, 7)
+    assert sent["num_predict"] <= 100
+    assert error_lines(typo.stderr) == ["error: -o: unknown model option 'temprature'; known: temperature, "
+                                        "top_p, top_k, seed, num_ctx, max_tokens"]
+    assert error_lines(wrong.stderr) == ["error: -o: top_k must be a whole number, not 'many'"]
+    assert len(fake.generate_requests) == 1
+
+
+class _SizedModels(FakeOllama):
+    """A fake whose /api/tags lists sizes and parameter counts, as Ollama's does."""
+
+    def handle(self, method, path, body):
+        reply = super().handle(method, path, body)
+        if path == "/api/tags":
+            models = [{"name": m, "model": m, "size": 13_800_000_000, "details": {"parameter_size": "20.9B"}}
+                      for m in self.models]
+            reply.lines = [json.dumps({"models": models}).encode()]
+        return reply
+
+
+def test_models_lists_what_the_server_serves(tmp_path):
+    fake = _SizedModels([], models=("gpt-oss:20b", "gpt-oss:120b"))
+    with serve(fake) as url:
+        done = run_cli("models", env=cli_env(tmp_path, url))
+    down = run_cli("models", env=cli_env(tmp_path, f"http://127.0.0.1:{closed_port()}"))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows[0] == ["model", "size", "parameters", "context"]
+    assert rows[1:] == [["gpt-oss:20b", "13.8", "GB", "20.9B", "131,072"], ["gpt-oss:120b", "13.8", "GB", "20.9B",
+                                                                            "131,072"]]
+    assert down.returncode == 1 and "start it with `ollama serve`" in error_lines(down.stderr)[0]

@@ -120,3 +120,31 @@ def test_an_approved_call_has_its_spinner_while_it_runs(tmp_path, slow_tools):
         child.sendintr()
         child.expect_exact("stopped")
         quit_chat(child)
+
+
+def test_set_model_and_clear_in_a_chat(tmp_path):
+    fake = FakeOllama([final_text("One."), final_text("Two.")], models=("gpt-oss:20b", "gpt-oss:120b"))
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        child = spawn_chat(env=env)
+        say(child, "/set temperature 0.3")
+        child.expect_exact("temperature: 0.3")
+        say(child, "/set")
+        child.expect_exact("model options: temperature 0.3")
+        say(child, "/set temprature 1")
+        child.expect_exact("unknown model option 'temprature'")
+        say(child, "/model nope:1b")
+        child.expect_exact("does not have the model")
+        say(child, "hello")
+        child.expect_exact("One.")
+        say(child, "/model gpt-oss:120b")
+        child.expect_exact("model: gpt-oss:120b")
+        say(child, "and again")
+        child.expect_exact("Two.")
+        say(child, "/clear")
+        child.expect_exact("\x1b[2J")
+        quit_chat(child)
+    first, second = fake.generate_requests
+    assert first["model"] == "gpt-oss:20b" and first["options"]["temperature"] == 0.3
+    assert second["model"] == "gpt-oss:120b" and second["options"]["temperature"] == 0.3
+    assert "hello" in second["prompt"]  # the conversation went on with the other model

@@ -15,24 +15,31 @@ if TYPE_CHECKING:
     from agent.sessions import SavedSession
 
 
-def make_backend(options: Options, *, max_completion_tokens: int = 8192) -> Any:
-    """The backend the options name; missing optional backends fail with a clear message."""
+def make_backend(options: Options, *, max_completion_tokens: int | None = None) -> Any:
+    """The backend the options name, with the model options; missing optional backends fail clearly."""
+    from agent.cli.model_options import backend_arguments
+
+    chosen: dict[str, Any] = dict(options.options)
+    if max_completion_tokens is not None:
+        chosen["max_tokens"] = max_completion_tokens
     if options.backend == "ollama":
         from agent.backends.ollama import OllamaBackend
 
-        return OllamaBackend(model=options.model, host=options.host, num_ctx=options.num_ctx,
-                             max_completion_tokens=max_completion_tokens)
+        chosen.setdefault("num_ctx", options.num_ctx)
+        return OllamaBackend(model=options.model, host=options.host,
+                             **backend_arguments(OllamaBackend, chosen, "ollama"))
     if options.backend == "llamacpp":
         from agent.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(options.base_url, model=served_model(options),
-                               max_completion_tokens=max_completion_tokens)
+                               **backend_arguments(LlamaCppBackend, chosen, "llamacpp"))
     if options.backend == "openai":
         cls = _backend_class("agent.backends.openai_compat", "OpenAICompatibleBackend", "openai")
-        return cls(base_url=options.base_url, model=served_model(options), max_completion_tokens=max_completion_tokens)
+        return cls(base_url=options.base_url, model=served_model(options),
+                   **backend_arguments(cls, chosen, "openai"))
     cls = _backend_class("agent.backends.transformers", "TransformersBackend", "transformers")
     # the Ollama tag means the HF id here
-    return cls(served_model(options) or "openai/gpt-oss-20b", max_completion_tokens=max_completion_tokens)
+    return cls(served_model(options) or "openai/gpt-oss-20b", **backend_arguments(cls, chosen, "transformers"))
 
 
 def served_model(options: Options) -> str | None:

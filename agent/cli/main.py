@@ -16,6 +16,7 @@ examples:
   oss-agent run "What is 2**100?" -t python  one answer on stdout
   oss-agent chat -c                          continue the latest session
   oss-agent doctor                           check the backend, the model, Docker
+  oss-agent models                           what the server serves (sizes, context)
 
 Settings come from ~/.config/oss-agent/config.toml (or --config / OSS_AGENT_CONFIG),
 then environment variables (OSS_AGENT_MODEL, OLLAMA_HOST, ...), then flags.
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model calls allowed per turn (default 20)")
     g.add_argument("--num-ctx", dest="num_ctx", type=int, metavar="N",
                    help="context window to ask Ollama for (default 32768)")
+    g.add_argument("-o", "--option", dest="options", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="a model option: temperature, top_p, top_k, seed, num_ctx, max_tokens (repeatable)")
     g.add_argument("--reasoning", choices=("show", "hide"), help="show or hide the chain of thought (default show)")
     g.add_argument("--no-save", dest="save", action="store_const", const=False, help="do not save this conversation")
 
@@ -93,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", metavar="MODEL", help="model name (default: the configured model)")
     p.add_argument("--host", help="Ollama URL (default $OLLAMA_HOST, else http://localhost:11434)")
     p.set_defaults(handler=cmd_pull)
+
+    p = sub.add_parser("models", parents=[common], help="list the models the configured server serves",
+                       description="List the models the configured server serves, with sizes and context windows.")
+    p.add_argument("--host", help="Ollama URL (default $OLLAMA_HOST, else http://localhost:11434)")
+    p.add_argument("--backend", choices=BACKENDS, help="model backend (default ollama)")
+    p.add_argument("--base-url", dest="base_url", metavar="URL", help="server URL for --backend llamacpp or openai")
+    p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("sessions", parents=[common], help="list, show or delete saved sessions",
                        description="Saved conversations. Without a subcommand: list them.")
@@ -126,9 +136,13 @@ def _version() -> str:
 
 
 def _options(args: argparse.Namespace) -> Any:
+    from agent.cli.model_options import parse_option
     from agent.cli.options import resolve
 
-    return resolve(vars(args), getattr(args, "config", None))
+    flags = vars(args).copy()
+    if flags.get("options"):  # [[KEY, VALUE], ...] from -o
+        flags["options"] = dict(parse_option(key, value) for key, value in flags["options"])
+    return resolve(flags, getattr(args, "config", None))
 
 
 # -- commands -------------------------------------------------------------------
@@ -170,6 +184,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return asyncio.run(pull(args.model or options.model, options.host))
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent.cli.manage import list_models
+
+    return asyncio.run(list_models(_options(args)))
+
+
 def cmd_sessions(args: argparse.Namespace) -> int:
     from agent.cli import manage
 
@@ -188,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns (and exits with) the exit status."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in {"chat", "run", "doctor", "pull", "sessions", "-h", "--help", "--version"}:
+    if not argv or argv[0] not in {"chat", "run", "doctor", "pull", "models", "sessions", "-h", "--help",
+                                     "--version"}:
         argv = ["chat", *argv]  # `oss-agent` alone, or with chat flags, starts a chat
     args = parser.parse_args(argv)
     debug = bool(args.debug) or os.environ.get("OSS_AGENT_DEBUG", "") in ("1", "true", "yes", "on")

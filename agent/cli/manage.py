@@ -1,4 +1,4 @@
-"""`oss-agent pull` and `oss-agent sessions [list|show|rm]`."""
+"""`oss-agent pull`, `oss-agent models` and `oss-agent sessions [list|show|export|rm]`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,58 @@ async def pull(model: str, host: str | None) -> int:
         err.print(status, style="dim")
     err.print(f"{model} is ready")
     return 0
+
+
+async def list_models(options: Any) -> int:
+    """What the configured server serves: names, sizes and context windows."""
+    out = console()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("model", "size", "parameters", "context"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    if options.backend == "ollama":
+        for row in await _ollama_models(options.host):
+            table.add_row(*row)
+    elif options.backend in ("llamacpp", "openai"):
+        from agent.cli.build import make_backend
+
+        backend = make_backend(options)
+        try:
+            await backend.probe()
+        finally:
+            await backend.aclose()
+        table.add_row(backend.model or "(the served model)", "", "", f"{backend.context_window:,}")
+    else:
+        out.print(f"the {options.backend} backend runs in-process: {options.model}")
+        return 0
+    out.print(table)
+    return 0
+
+
+async def _ollama_models(host: str | None) -> list[tuple[str, str, str, str]]:
+    import httpx
+
+    from agent.backends.ollama import resolve_host
+    from agent.errors import BackendUnavailableError
+
+    url = resolve_host(host)
+    rows = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0, connect=5.0)) as http:
+            response = await http.get("/api/tags")
+            response.raise_for_status()
+            for model in response.json().get("models", []):
+                name = str(model.get("name") or model.get("model"))
+                details = model.get("details") or {}
+                size = f"{model['size'] / 1e9:.1f} GB" if isinstance(model.get("size"), int) else ""
+                shown = await http.post("/api/show", json={"model": name})
+                info = shown.json().get("model_info", {}) if shown.status_code == 200 else {}
+                context = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+                rows.append((name, size, str(details.get("parameter_size", "")),
+                             f"{context:,}" if isinstance(context, int) else ""))
+    except (httpx.HTTPError, ValueError) as exc:
+        raise BackendUnavailableError(f"cannot list the models of Ollama at {url} ({type(exc).__name__}); "
+                                      "start it with `ollama serve`, or set OLLAMA_HOST") from None
+    return rows
 
 
 def list_sessions(limit: int) -> int:

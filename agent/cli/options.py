@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.cli.model_options import parse_options
 from agent.errors import ConfigurationError
 
 EFFORTS = ("low", "medium", "high")
@@ -44,6 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("effort", str, "medium", "OSS_AGENT_EFFORT", "--effort", "reasoning effort: low, medium or high"),
     Setting("max_steps", int, 20, "OSS_AGENT_MAX_STEPS", "--max-steps", "model calls allowed per turn"),
     Setting("num_ctx", int, 32768, "OSS_AGENT_NUM_CTX", "--num-ctx", "context window to ask Ollama for"),
+    Setting("options", dict, {}, None, "--option/-o KEY VALUE",
+            "model options: temperature, top_p, top_k, seed, num_ctx, max_tokens (per step)"),
     Setting("yes", bool, False, "OSS_AGENT_YES", "--yes/-y", "approve every tool call without asking"),
     Setting("save", bool, True, "OSS_AGENT_SAVE", "--no-save", "save conversations in the sessions database"),
     Setting("reasoning", str, "show", "OSS_AGENT_REASONING", "--reasoning", "show or hide the chain of thought"),
@@ -70,6 +73,7 @@ class Options:
     effort: str = "medium"
     max_steps: int = 20
     num_ctx: int = 32768
+    options: dict[str, Any] = field(default_factory=dict)
     yes: bool = False
     save: bool = True
     reasoning: str = "show"
@@ -141,7 +145,8 @@ def resolve(flags: dict[str, Any], config_flag: str | None = None) -> Options:
     merged.update(read_env())
     given = {k: v for k, v in flags.items() if k in _BY_NAME and v is not None}
     for name, value in given.items():
-        merged[name] = _check(_BY_NAME[name], value, _BY_NAME[name].flag or name)
+        value = _check(_BY_NAME[name], value, _BY_NAME[name].flag or name)
+        merged[name] = {**merged.get(name, {}), **value} if name == "options" else value  # -o adds to the file's
     options = Options(**merged, explicit=set(given), config_path=path if path.is_file() else None)
     validate(options)
     return options
@@ -157,6 +162,7 @@ def validate(options: Options) -> None:
     if options.backend == "openai" and not options.base_url:
         raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), "
                                  "e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
+    options.options = parse_options(options.options, "model options")
     if options.max_steps < 1:
         raise ConfigurationError("max_steps must be at least 1")
 

@@ -31,6 +31,9 @@ COMMANDS = {
     "/reset": ("", "start a new conversation"),
     "/effort": ("LEVEL", "reasoning effort: low, medium or high"),
     "/tools": ("", "list the tools the model can call"),
+    "/set": ("[KEY VALUE]", "a model option: temperature, top_p, top_k, seed, num_ctx, max_tokens; alone: list"),
+    "/model": ("[NAME]", "switch to another model of the same server; alone: show the current one"),
+    "/clear": ("", "clear the screen (the conversation is kept)"),
     "/reasoning": ("show|hide", "show or hide the chain of thought; alone: print the last one"),
     "/upload": ("PATH", "copy a file into the sandbox's /mnt/data"),
     "/save": ("[TITLE]", "save this conversation (optionally with a title)"),
@@ -175,6 +178,36 @@ class Repl:
         if self.runner.recorder is not None:
             self.runner.recorder.settings_changed()
         self.err.print(f"reasoning effort: {agent.reasoning_effort}", style="green")
+
+    async def _cmd_set(self, arg: str) -> None:
+        from dataclasses import replace
+
+        from agent.cli.model_options import describe, parse_option
+
+        options = self.runner.options
+        key, _, value = arg.partition(" ")
+        if not arg:
+            self.err.print(f"model options: {describe(options.options)}", markup=False, highlight=False)
+            return
+        if not value.strip():
+            self.err.print("usage: /set KEY VALUE (e.g. /set temperature 0.7)", style="yellow")
+            return
+        name, number = parse_option(key, value.strip(), "/set")
+        await self.runner.use_options(replace(options, options={**options.options, name: number}))
+        self.err.print(f"{name}: {number}", style="green", highlight=False)
+
+    async def _cmd_model(self, arg: str) -> None:
+        from dataclasses import replace
+
+        options = self.runner.options
+        if not arg:
+            self.err.print(f"model: {options.model} (oss-agent models lists what the server has)", markup=False)
+            return
+        await self.runner.use_options(replace(options, model=arg, explicit=options.explicit | {"model"}), check=True)
+        self.err.print(f"model: {arg}; the conversation goes on with it", style="green", markup=False)
+
+    def _cmd_clear(self, arg: str) -> None:
+        self.out.clear()
 
     def _cmd_tools(self, arg: str) -> None:
         registry = self.runner.agent.tools

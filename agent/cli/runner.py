@@ -147,6 +147,21 @@ class Runner:
         await old.aclose()
         return saved
 
+    async def use_options(self, options: Options, *, check: bool = False) -> None:
+        """Swap in a backend made from `options` (after /set or /model); with `check`, it must answer first."""
+        backend = build.make_backend(options)
+        if check and options.backend in ("ollama", "llamacpp", "openai"):
+            try:
+                await backend.probe()
+            except BaseException:
+                await backend.aclose()
+                raise
+        old, self.agent.backend, self.options = self.agent.backend, backend, options
+        if self.recorder is not None:
+            self.recorder.meta.update(build.session_meta(options))
+            self._saving(lambda recorder: recorder.settings_changed())
+        await old.aclose()
+
     # -- turns -------------------------------------------------------------------
 
     async def turn(self, prompt: str, on_event: Callable[[Any], None] | None = None) -> RunResult | None:
