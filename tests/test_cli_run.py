@@ -366,3 +366,24 @@ def test_models_lists_what_the_server_serves(tmp_path):
     assert rows[1:] == [["gpt-oss:20b", "13.8", "GB", "20.9B", "131,072"], ["gpt-oss:120b", "13.8", "GB", "20.9B",
                                                                             "131,072"]]
     assert down.returncode == 1 and "start it with `ollama serve`" in error_lines(down.stderr)[0]
+
+
+def test_sessions_export_as_markdown_and_json(tmp_path, tools_file):
+    fake = FakeOllama(weather_script())
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        done = run_cli("run", "--json", "-t", str(tools_file), "Weather in Paris?", env=env)
+    session_id = json.loads(done.stdout.splitlines()[0])["session_id"]
+    markdown = run_cli("sessions", "export", session_id[:6], env=env)
+    data = run_cli("sessions", "export", session_id, "--format", "json", env=env)
+    assert markdown.returncode == 0, markdown.stderr
+    text = markdown.stdout
+    assert text.startswith("# Weather in Paris?\n")
+    assert text.index("## User\n\nWeather in Paris?") < text.index("**functions.get_weather** called with:")
+    assert text.index('"temp_c": 21') < text.index("## Assistant\n\n" + ANSWER)
+    assert "<summary>Reasoning</summary>" in text and "Need the weather." in text
+    exported = json.loads(data.stdout)
+    assert exported["id"] == session_id and exported["settings"]["model"] == "gpt-oss:20b"
+    roles = [(m["role"], m["channel"]) for m in exported["messages"]]
+    assert roles[0] == ("user", None) and roles[-1] == ("assistant", "final")
+    assert exported["messages"][-1]["text"] == ANSWER

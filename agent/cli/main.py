@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-n", "--limit", type=int, default=20, help="how many to list (default 20)")
     q = actions.add_parser("show", parents=[nested], help="print a session's conversation")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
+    q = actions.add_parser("export", parents=[nested], help="print a session as Markdown or JSON")
+    q.add_argument("id", metavar="ID", help="session id or a unique prefix")
+    q.add_argument("--format", dest="fmt", choices=("markdown", "json"), default="markdown",
+                   help="markdown (default) or json")
     q = actions.add_parser("rm", parents=[nested], help="delete a session")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
     p.set_defaults(limit=20)
@@ -198,6 +202,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     _options(args)  # a broken config file is reported here too
     if args.action == "show":
         return manage.show_session(args.id)
+    if args.action == "export":
+        return manage.export(args.id, args.fmt)
     if args.action == "rm":
         return manage.remove_session(args.id)
     return manage.list_sessions(args.limit)

@@ -140,6 +140,16 @@ def show_session(session_id: str) -> int:
     return 0
 
 
+def export(session_id: str, fmt: str) -> int:
+    import sys
+
+    from agent.cli.export import export_session
+    from agent.sessions import SessionStore
+
+    sys.stdout.write(export_session(SessionStore().load(session_id), fmt))
+    return 0
+
+
 def remove_session(session_id: str) -> int:
     from agent.sessions import SessionStore
 
