@@ -148,3 +148,23 @@ def test_set_model_and_clear_in_a_chat(tmp_path):
     assert first["model"] == "gpt-oss:20b" and first["options"]["temperature"] == 0.3
     assert second["model"] == "gpt-oss:120b" and second["options"]["temperature"] == 0.3
     assert "hello" in second["prompt"]  # the conversation went on with the other model
+
+
+def test_resuming_reprints_the_last_turns(tmp_path):
+    fake = FakeOllama([final_text(f"Answer {n}.") for n in range(1, 5)] + [final_text("Next.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        first = run_cli("run", "Question 1", env=env)
+        assert first.returncode == 0, first.stderr
+        for n in (2, 3, 4):
+            assert run_cli("run", "-c", f"Question {n}", env=env).returncode == 0
+        child = spawn_chat("-c", env=env)
+        shown = recording(child)
+        child.expect_exact("/help for commands")
+        quit_chat(child)
+    screen = shown.getvalue().partition("(4 turns): Question 1")[2]
+    assert "1 earlier turn (oss-agent sessions show" in screen
+    assert "Question 1" not in screen and "Answer 1." not in screen
+    positions = [screen.index(text) for text in ("> Question 2", "Answer 2.", "> Question 3", "Answer 3.",
+                                                 "> Question 4", "Answer 4.")]
+    assert positions == sorted(positions)

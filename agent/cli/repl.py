@@ -26,6 +26,7 @@ from agent.errors import ConfigurationError, OssAgentError
 PROMPT = "› "
 SERVER_BACKENDS = ("ollama", "llamacpp", "openai")  # checked when the chat starts
 PREFLIGHT_TIMEOUT_S = 10.0
+REPLAY_TURNS = 3  # turns of a resumed session shown again
 COMMANDS = {
     "/help": ("", "show this help"),
     "/reset": ("", "start a new conversation"),
@@ -362,6 +363,28 @@ class Repl:
         for problem in problems:
             self.err.print(f"warning: {' '.join(problem.split())}", style="yellow", markup=False, highlight=False)
 
+    def _replay(self, saved: Any) -> None:
+        """The last turns of a resumed session, the user's words and the answers, so the chat reads on."""
+        from openai_harmony import Role
+        from rich.markdown import Markdown
+
+        from agent.harmony.parse import message_text
+
+        turns: list[list[Any]] = []
+        for message in saved.messages:
+            if message.author.role == Role.USER:
+                turns.append([message_text(message), None])
+            elif turns and message.channel == "final" and not message.recipient:
+                turns[-1][1] = message_text(message)
+        shown = turns[-REPLAY_TURNS:]
+        if (earlier := len(turns) - len(shown)) > 0:
+            self.err.print(f"… {earlier} earlier turn{'s' if earlier != 1 else ''} (oss-agent sessions show "
+                           f"{saved.info.id})", style="dim", markup=False)
+        for question, answer in shown:
+            self.err.print(f"> {_clip(question)}", style="bold", markup=False, highlight=False)
+            if answer:
+                self.out.print(Markdown(_clip(answer)))
+
     def _banner(self, saved: Any) -> None:
         options, agent = self.runner.options, self.runner.agent
         where = options.backend
@@ -376,6 +399,7 @@ class Repl:
             self.err.print(f"resumed session {info.id} ({turns}): {escape(info.title)}", style="green")
             if not self.runner.restored_exactly:
                 self.err.print("note: the tools differ from when this session was saved", style="yellow")
+            self._replay(saved)
         self.err.print("/help for commands · Ctrl-C stops a turn · Ctrl-D exits", style="dim")
 
 
@@ -401,6 +425,11 @@ def _no_echo() -> Iterator[None]:
     finally:
         with contextlib.suppress(termios.error):
             termios.tcsetattr(fd, termios.TCSANOW, before)
+
+
+def _clip(text: str, lines: int = 12) -> str:
+    kept = text.strip().splitlines()
+    return "\n".join(kept[:lines] + ([f"… ({len(kept) - lines} more lines)"] if len(kept) > lines else []))
 
 
 def _print_traceback(exc: BaseException) -> None:
