@@ -130,7 +130,7 @@ def test_slash_commands(tmp_path, tools_file):
         say(child, "/raw")
         child.expect_exact("nothing sent to the model yet")
         say(child, "/upload data.csv")
-        child.expect_exact("python tool is not enabled")
+        child.expect_exact("enable it with -t python")
         say(child, "/nope")
         child.expect_exact("unknown command /nope")
         say(child, "first question")

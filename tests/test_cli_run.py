@@ -387,3 +387,23 @@ def test_sessions_export_as_markdown_and_json(tmp_path, tools_file):
     roles = [(m["role"], m["channel"]) for m in exported["messages"]]
     assert roles[0] == ("user", None) and roles[-1] == ("assistant", "final")
     assert exported["messages"][-1]["text"] == ANSWER
+
+
+def test_f_puts_text_files_into_the_prompt_and_a_needs_the_sandbox(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Herons eat fish.\n", encoding="utf-8")
+    blob = tmp_path / "data.bin"
+    blob.write_bytes(b"\x00\x01\x02")
+    fake = FakeOllama([final_text("Fish.")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        done = run_cli("run", "-f", str(notes), "What do herons eat?", env=env, stdin="From stdin.")
+        binary = run_cli("run", "-f", str(blob), "hi", env=env)
+        attach = run_cli("run", "-a", str(notes), "hi", env=env)
+    assert done.returncode == 0, done.stderr
+    assert ("<|start|>user<|message|>notes.txt:\nHerons eat fish.\n\nFrom stdin.\n\nWhat do herons eat?<|end|>"
+            in fake.generate_requests[0]["prompt"])
+    assert error_lines(binary.stderr) == [f"error: {blob} is not a text file; put it into the sandbox with "
+                                          f"-a {blob} -t python"]
+    assert error_lines(attach.stderr) == ["error: uploads go into the python sandbox: enable it with -t python"]
+    assert len(fake.generate_requests) == 1

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Answer one prompt: the answer goes to stdout, reasoning and tool calls to stderr.")
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="the prompt; read from stdin when '-' or omitted")
     p.add_argument("--json", action="store_true", help="print one JSON event per line instead of the answer")
+    p.add_argument("-f", "--file", dest="files", action="append", metavar="FILE",
+                   help="a text file whose content goes into the prompt, before it (repeatable)")
+    p.add_argument("-a", "--attach", action="append", metavar="FILE",
+                   help="a file to put into the python sandbox's /mnt/data (with -t python; repeatable)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("doctor", parents=[target, common], help="check that everything the configuration needs works",
@@ -167,8 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.cli.oneshot import read_prompt, run_once
 
     options = _options(args)
-    prompt = read_prompt(args.prompt)
-    return asyncio.run(run_once(options, prompt, json_output=args.json, resume=args.session, latest=args.latest))
+    prompt = read_prompt(args.prompt, args.files)
+    return asyncio.run(run_once(options, prompt, json_output=args.json, resume=args.session, latest=args.latest,
+                                attach=args.attach))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from agent.cli.options import Options
 from agent.errors import ConfigurationError
 
 
-def read_prompt(prompt: str | None) -> str:
-    """The prompt: piped stdin (when stdin is not a terminal) first, then the argument, as `llm` joins them.
+def read_prompt(prompt: str | None, files: list[str] | None = None) -> str:
+    """The prompt: `-f` files, then piped stdin (when not a terminal), then the argument, as `llm` joins them.
 
     `-` or no argument means stdin alone; an empty prompt is refused.
     """
     if prompt == "-":
         prompt = None
-    piped = "" if sys.stdin is None or sys.stdin.isatty() else _read_stdin()
-    if prompt is None and sys.stdin is not None and sys.stdin.isatty():
+    texts = [read_text_file(path) for path in files or []]
+    terminal = sys.stdin is None or sys.stdin.isatty()
+    piped = "" if terminal else _read_stdin()
+    if prompt is None and terminal and not texts:
         raise ConfigurationError("no prompt: pass one (oss-agent run \"...\") or pipe it on stdin")
-    parts = [text for text in (piped, prompt or "") if text.strip()]
+    parts = [text for text in (*texts, piped, prompt or "") if text.strip()]
     if not parts:
         where = "the prompt read from stdin" if prompt is None else "the prompt"
         raise ConfigurationError(f"{where} is empty; pass a question (oss-agent run \"...\") or pipe text on stdin")
     return "\n\n".join(part.strip("\n") for part in parts)
+
+
+def read_text_file(name: str) -> str:
+    """A `-f` file as prompt text, headed by its name; binary files belong in the sandbox (`-a`)."""
+    path = Path(name).expanduser()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if b"\0" in raw[:8192]:
+        raise ConfigurationError(f"{name} is not a text file; put it into the sandbox with -a {name} -t python")
+    return f"{path.name}:\n{raw.decode('utf-8', 'replace').strip()}"
 
 
 def _read_stdin() -> str:
@@ -34,10 +49,11 @@ def _read_stdin() -> str:
     return str(raw.decode("utf-8", "replace"))
 
 
-async def run_once(options: Options, prompt: str, *, json_output: bool, resume: str | None, latest: bool) -> int:
+async def run_once(options: Options, prompt: str, *, json_output: bool, resume: str | None, latest: bool,
+                   attach: list[str] | None = None) -> int:
     from agent.cli.jsonl import dumps, event_to_dict
     from agent.cli.render import make_consoles
-    from agent.cli.runner import Runner
+    from agent.cli.runner import Runner, upload_note
 
     out, err = make_consoles()
     ask = _terminal_ask(err) if sys.stdin.isatty() and not json_output else None
@@ -45,6 +61,9 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
     runner.renderer.reasoning_hint = "run with --reasoning show to see it"
     try:
         runner.start(resume=resume, latest=latest)
+        notes = [upload_note(path, await runner.upload(path)) for path in (Path(a).expanduser() for a in attach or [])]
+        if notes:
+            prompt = "\n".join(notes) + "\n\n" + prompt
 
         def emit(event: Any) -> None:
             data = event_to_dict(event)

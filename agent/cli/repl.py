@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.cli.options import EFFORTS, Options
-from agent.cli.runner import Runner
+from agent.cli.runner import Runner, upload_note
 from agent.errors import ConfigurationError, OssAgentError
 
 PROMPT = "› "
@@ -247,20 +247,9 @@ class Repl:
         if not arg:
             self.err.print("usage: /upload PATH", style="yellow")
             return
-        tool = self.runner.agent.tools.builtins.get("python")
-        if tool is None:
-            self.err.print("the python tool is not enabled; start the chat with -t python", style="yellow")
-            return
-        sandbox = getattr(tool, "sandbox", None)
-        if sandbox is None or not hasattr(sandbox, "upload"):
-            self.err.print("this python tool does not accept uploads", style="yellow")
-            return
         path = Path(arg).expanduser()
-        if not path.is_file():
-            self.err.print(f"no such file: {escape(str(path))}", style="yellow")
-            return
-        where = await asyncio.to_thread(sandbox.upload, path)
-        self.pending_notes.append(f"[I uploaded {path.name} to {where}]")
+        where = await self.runner.upload(path)
+        self.pending_notes.append(upload_note(path, where))
         self.err.print(f"uploaded to {where}; the model is told with your next message", style="green")
 
     def _cmd_save(self, arg: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.cli import build
@@ -20,6 +22,11 @@ if TYPE_CHECKING:
     from tools.base import ToolCall
 
 Ask = Callable[[str], Awaitable[str]]  # shows a question, returns the user's answer
+
+
+def upload_note(path: Path, where: str) -> str:
+    """What the model is told about an uploaded file, with the user's next message."""
+    return f"[I uploaded {path.name} to {where}]"
 
 
 class Approvals:
@@ -146,6 +153,20 @@ class Runner:
             self.recorder = SessionRecorder(self.sessions(), self.agent, saved.info.id, **meta)
         await old.aclose()
         return saved
+
+    async def upload(self, path: Path) -> str:
+        """Copy a file into the python sandbox's /mnt/data; returns where it is (as the model sees it)."""
+        from agent.errors import ConfigurationError
+
+        tool = self.agent.tools.builtins.get("python")
+        if tool is None:
+            raise ConfigurationError("uploads go into the python sandbox: enable it with -t python")
+        sandbox = getattr(tool, "sandbox", None)
+        if sandbox is None or not hasattr(sandbox, "upload"):
+            raise ConfigurationError("this python tool does not accept uploads")
+        if not path.is_file():
+            raise ConfigurationError(f"no such file: {path}")
+        return str(await asyncio.to_thread(sandbox.upload, path))
 
     async def use_options(self, options: Options, *, check: bool = False) -> None:
         """Swap in a backend made from `options` (after /set or /model); with `check`, it must answer first."""
