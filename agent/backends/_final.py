@@ -29,11 +29,13 @@ def other_ends() -> list[int]:
 class FinalWatch:
     """Feed it sampled ids; it returns the ids to pass on, and says when a final answer's body begins."""
 
-    def __init__(self) -> None:
+    def __init__(self, prompt: list[int] | None = None) -> None:
         self._ids = special_ids()
         self._header: list[int] = []
         self._in_header = True  # a completion starts in the first message's header
-        self.opened = False
+        header = final_header_ids()
+        self.opened = prompt is not None and prompt[-len(header) :] == header  # a continuation of a final's body
+        self.replaced = 0  # once opened: the sampled ids (`<|channel|>` … `<|message|>`) the canonical header replaced
 
     def feed(self, ids: list[int]) -> list[int]:
         """The ids to pass on now; once `opened`, the rest of `ids` is dropped (the continuation resamples it)."""
@@ -52,6 +54,7 @@ class FinalWatch:
             if _is_final(header):
                 self.opened = True
                 head = header[: header.index(self._ids.channel)] if self._ids.channel in header else []
+                self.replaced = len(header) - len(head)
                 out += head + final_header_ids()
             else:
                 out += header

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agent.backends._final import FinalWatch, final_header_ids
+from agent.backends._grammar import SchemaMask
 from agent.backends._http import HARMONY_VOCAB, completion_budget
 from agent.backends.base import CompletionRequest, Usage, shared_prefix
 from agent.errors import (
@@ -248,11 +250,26 @@ class TransformersBackend:
             logits = self._forward(rest[i : i + self._prefill_chunk])
         prefilled = time.perf_counter()
         produced = 0
+        watch = FinalWatch(prompt) if request.final_schema is not None else None
+        mask = SchemaMask(request.final_schema or {}) if watch is not None and watch.opened else None
         while True:
-            token = self._sample(logits)
+            token = self._sample(logits if mask is None else mask.apply(logits))
             produced += 1
-            emit("token", token)
+            if watch is not None and mask is None:
+                for passed in watch.feed([token]):
+                    emit("token", passed)
+                if watch.opened:  # a final answer's body starts: constrain it to the schema from here
+                    logits, mask = self._open_final(watch.replaced), SchemaMask(request.final_schema or {})
+                    if produced >= budget or cancel.is_set():
+                        break
+                    continue
+            else:
+                if mask is not None:
+                    mask.accept(token)
+                emit("token", token)
             if token in request.stop or produced >= budget or cancel.is_set():
+                for held in watch.held() if watch is not None else []:
+                    emit("token", held)
                 break
             logits = self._forward([token])
         done = time.perf_counter()
@@ -266,6 +283,17 @@ class TransformersBackend:
             finish_reason="stop" if token in request.stop else "length" if produced >= budget else None,
         )
         return usage, token
+
+    def _open_final(self, replaced: int) -> Any:
+        """Put the canonical final header in the cache instead of the sampled one; the logits after it.
+
+        The sampled header is in the cache but for its last token (`<|message|>`, sampled, not run yet).
+        """
+        drop = replaced - 1
+        if drop > 0:
+            self._cache.crop(-drop)
+            del self._cache_ids[-drop:]
+        return self._forward(final_header_ids())
 
     def _forward(self, ids: list[int]) -> Any:
         import torch
