@@ -240,6 +240,10 @@ def test_help_reads_well(tmp_path, command):
         for flag in ("--model", "--host", "--backend", "--base-url", "--tools", "--instructions", "--effort",
                      "--continue", "--session", "--yes", "--debug", "--config", "--option KEY VALUE"):
             assert flag in done.stdout
+    if command == ["run"]:
+        assert "-f FILE, --file FILE" in done.stdout and "-a FILE, --attach FILE" in done.stdout
+    if command == ["sessions"]:
+        assert "export" in done.stdout
 
 
 def test_config_file_sets_defaults_and_flags_win(tmp_path):
