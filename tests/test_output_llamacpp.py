@@ -16,7 +16,7 @@ import pytest
 import tiny_gguf
 from llama_server import Server, serve
 from pydantic import BaseModel, Field
-from test_backend_llamacpp import lookup  # the tool the scripted model calls
+from test_backend_llamacpp import lookup, make_backend  # the tool the scripted model calls
 
 from agent import Agent
 from agent.backends import LlamaCppBackend
@@ -38,9 +38,10 @@ def server() -> Iterator[Server]:
         yield running
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_final_body_follows_the_schema_while_the_call_is_sampled_freely(server, seed):
-    agent = Agent(LlamaCppBackend(server.url, seed=seed), tools=[lookup], date="2025-01-01", output_retries=0)
+@pytest.mark.parametrize(("kind", "seed"), [("native", 0), ("native", 1), ("openai-ids", 0)])
+def test_final_body_follows_the_schema_while_the_call_is_sampled_freely(server, kind, seed):
+    backend = make_backend(kind, server.url, seed=seed)
+    agent = Agent(backend, tools=[lookup], date="2025-01-01", output_retries=0)
     try:
         events = list(agent.stream("Hi", output_type=Verdict))
         completion = render_text(agent.last_completion)

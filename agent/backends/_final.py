@@ -10,6 +10,12 @@ continuation starts from), every other header as it was sampled.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+from agent.backends.base import CompletionRequest, Usage
 from agent.harmony.encoding import get_encoding, special_ids
 from agent.harmony.header import HeaderError, read_header
 
@@ -74,3 +80,49 @@ def _is_final(header: list[int]) -> bool:
     except HeaderError:
         return False
     return read.channel == "final" and not read.recipient
+
+
+Sampler = Callable[[CompletionRequest, "FinalWatch | None", "dict[str, Any] | None"], AsyncGenerator[Any, None]]
+
+
+async def sampled(request: CompletionRequest, sample: Sampler,
+                  fields: Callable[[dict[str, Any]], dict[str, Any]]) -> AsyncIterator[list[int] | Usage]:
+    """One plain request, or with `request.final_schema` the two of `constrained`."""
+    if request.final_schema is not None:
+        async for item in constrained(request, sample, fields):
+            yield item
+        return
+    async with contextlib.aclosing(sample(request, None, None)) as items:
+        async for item in items:
+            yield item
+
+
+async def constrained(request: CompletionRequest, sample: Sampler,
+                      fields: Callable[[dict[str, Any]], dict[str, Any]]) -> AsyncIterator[list[int] | Usage]:
+    """Two requests for a structured final: free sampling up to the final's header, then its body.
+
+    `sample(request, watch, extra)` is one server request (ending where `watch` opens);
+    `fields(schema)` are the request fields that constrain the body to the schema.
+    """
+    watch, sampled, usage = FinalWatch(), list[int](), Usage()
+    async with contextlib.aclosing(sample(request, watch, None)) as items:
+        async for item in items:
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                sampled += item
+                yield item
+    room = request.max_tokens - len(sampled)
+    if not watch.opened or room <= 0 or request.final_schema is None:
+        yield usage
+        return
+    body = replace(request, prompt=request.prompt + sampled, max_tokens=room)
+    ends, return_ = set(other_ends()), special_ids().return_
+    async with contextlib.aclosing(sample(body, None, fields(request.final_schema))) as items:
+        async for item in items:
+            if isinstance(item, Usage):
+                usage = usage + item
+                usage.completion_tokens = len(sampled) + item.completion_tokens
+            else:  # the grammar allows an end token only after complete JSON: it ends a final answer
+                yield [return_ if token in ends else token for token in item]
+    yield usage

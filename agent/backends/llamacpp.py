@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from agent.backends._final import FinalWatch, other_ends
+from agent.backends._final import FinalWatch, other_ends, sampled
 from agent.backends._http import (
     DEFAULT_CONTEXT,
     ServerBackend,
@@ -152,42 +152,16 @@ class LlamaCppBackend(ServerBackend):
         opens a final answer; the body is then a second request, continuing from
         `<|channel|>final <|constrain|>json<|message|>`, with the schema as its `json_schema`.
         """
+        async for item in sampled(request, self._sample, _json_schema_fields):
+            yield item
+
+    async def _sample(self, request: CompletionRequest, watch: FinalWatch | None,
+                      extra: Mapping[str, Any] | None) -> AsyncGenerator[list[int] | Usage, None]:
+        """One `/completion` request; with `watch`, it ends where a final answer's body begins."""
         await self.probe()
-        prompt = check_ids(request.prompt, "the prompt")
+        prompt, stop = check_ids(request.prompt, "the prompt"), request.stop
         budget = completion_budget(len(prompt), self.context_window, request.max_tokens, self.max_completion_tokens,
                                    where=f"llama-server at {self.base_url}")
-        if request.final_schema is None:
-            async with contextlib.aclosing(self._sample(prompt, budget, request.stop)) as items:
-                async for item in items:
-                    yield item
-            return
-        watch, sampled = FinalWatch(), list[int]()
-        usage = Usage()
-        async with contextlib.aclosing(self._sample(prompt, budget, request.stop, watch=watch)) as items:
-            async for item in items:
-                if isinstance(item, Usage):
-                    usage = item
-                else:
-                    sampled += item
-                    yield item
-        if not watch.opened or budget - len(sampled) <= 0:
-            yield usage
-            return
-        # The body: grammar-constrained to the schema, and it can end only as a final answer does.
-        constrained = {"json_schema": request.final_schema, "logit_bias": [[t, False] for t in other_ends()]}
-        body = self._sample(prompt + sampled, budget - len(sampled), request.stop, extra=constrained)
-        async with contextlib.aclosing(body) as items:
-            async for item in items:
-                if isinstance(item, Usage):
-                    usage = usage + item
-                    usage.completion_tokens = len(sampled) + item.completion_tokens
-                else:
-                    yield item
-        yield usage
-
-    async def _sample(self, prompt: list[int], budget: int, stop: frozenset[int], *, watch: FinalWatch | None = None,
-                      extra: Mapping[str, Any] | None = None) -> AsyncGenerator[list[int] | Usage, None]:
-        """One `/completion` request; with `watch`, it ends where a final answer's body begins."""
         body: dict[str, Any] = {
             "prompt": prompt, "n_predict": budget, "stream": True, "return_tokens": True,
             "cache_prompt": True, **self._sampling, **self._extra, **(extra or {}),
@@ -266,3 +240,8 @@ class LlamaCppBackend(ServerBackend):
         if status == 404 and "model" in lowered:
             return ModelNotFoundError(f"llama-server at {self.base_url} does not serve {self.model!r}: {message}")
         return BackendError(f"llama-server at {self.base_url} answered HTTP {status}: {message}")
+
+
+def _json_schema_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """The body follows `schema` (llama-server's grammar) and can end only as a final answer does."""
+    return {"json_schema": schema, "logit_bias": [[token, False] for token in other_ends()]}

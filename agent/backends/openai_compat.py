@@ -16,11 +16,12 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
+from agent.backends._final import FinalWatch, sampled
 from agent.backends._http import (
     DEFAULT_CONTEXT,
     ServerBackend,
@@ -169,7 +170,18 @@ class OpenAICompatibleBackend(ServerBackend):
         return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[list[int] | Usage]:
-        """Yield completion ids as the server streams them, then one `Usage`."""
+        """Yield completion ids as the server streams them, then one `Usage`.
+
+        With `request.final_schema`, sampling is free until the model opens a final answer;
+        the body is a second request, continuing from `<|channel|>final <|constrain|>json<|message|>`,
+        with the schema in vLLM's `structured_outputs` (and llama-server's `json_schema`).
+        """
+        async for item in sampled(request, self._sample, _structured_fields):
+            yield item
+
+    async def _sample(self, request: CompletionRequest, watch: FinalWatch | None,
+                      extra: dict[str, Any] | None) -> AsyncGenerator[list[int] | Usage, None]:
+        """One `/completions` request; with `watch`, it ends where a final answer's body begins."""
         await self.probe()
         prompt: list[int] | str = check_ids(request.prompt, "the prompt")
         expected = len(request.prompt)
@@ -182,7 +194,7 @@ class OpenAICompatibleBackend(ServerBackend):
             **self._sampling, "stream": True, "stream_options": {"include_usage": True},
             "stop_token_ids": sorted(request.stop), "skip_special_tokens": False,
             "spaces_between_special_tokens": False, "add_special_tokens": False,
-            "return_token_ids": True, "logprobs": 1, **self._extra,
+            "return_token_ids": True, "logprobs": 1, **self._extra, **(extra or {}),
         }
         started = time.perf_counter()
         first: float | None = None
@@ -222,18 +234,25 @@ class OpenAICompatibleBackend(ServerBackend):
                                 ids = []  # past a Harmony stop: only the usage still matters
                             ids, hit = cut_at_stop(ids, request.stop)
                             stopped = stopped or hit
+                            if watch is not None:
+                                ids = watch.feed(ids)
                             if ids:
                                 first = first or time.perf_counter()
                                 last_id = ids[-1]
                                 yield list(ids)
                             finish = choice.get("finish_reason") or finish
                             stop_reason = choice.get("stop_reason", stop_reason)
+                        if watch is not None and watch.opened:  # the body is the constrained request's
+                            done, stopped = True, True
+                            break
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from None
         except json.JSONDecodeError as exc:
             raise self.unreadable(exc) from None
         if not done and finish is None:
             raise BackendError(f"{where} ended the stream without finishing")
+        if watch is not None and not watch.opened and watch.held():
+            yield watch.held()  # the completion ended inside a header: pass on what was sampled
         rest = [] if stopped else text_ids.flush()
         if rest:
             last_id = rest[-1]
@@ -258,3 +277,12 @@ class OpenAICompatibleBackend(ServerBackend):
         if r.status_code == 400 and "context" in message.lower():
             return ContextOverflowError(f"{self.base_url} refused the prompt: {message}")
         return BackendError(f"{self.base_url} answered HTTP {r.status_code}: {message}")
+
+
+def _structured_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request fields that constrain a body to `schema`: vLLM's, and llama-server's.
+
+    No `logit_bias` against other end tokens: llama-server reads its object keys as text, not ids;
+    `constrained` reads whichever end token closes the complete JSON as `<|return|>`.
+    """
+    return {"structured_outputs": {"json": schema}, "json_schema": schema}
