@@ -47,6 +47,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class PartialOutput:
+    """With an `output_type`: the answer so far as an object, once its JSON validates as a prefix."""
+
+    output: Any
+    step: int
+    type: Literal["partial_output"] = "partial_output"
+
+
+@dataclass(frozen=True)
 class ToolCallEvent:
     """The model called a tool; the call is about to run (after approval, if needed)."""
 
@@ -138,6 +147,7 @@ Event = Union[  # noqa: UP007 (a runtime alias of many members reads better this
     ReasoningDelta,
     PreambleDelta,
     TextDelta,
+    PartialOutput,
     ToolCallEvent,
     ToolResultEvent,
     MessageEvent,

@@ -38,6 +38,7 @@ from agent.events import (
     Event,
     HistoryCompacted,
     MessageEvent,
+    PartialOutput,
     PreambleDelta,
     ReasoningDelta,
     RunFinished,
@@ -282,9 +283,15 @@ class Agent:
             shared = shared_prefix(self.last_prompt, prompt_ids)
             self.last_prompt = prompt_ids
             sample = _Sample()
+            partial = None
             async for delta in self._sample(CompletionRequest(prompt_ids, special_ids().stops, budget, final_schema),
                                             step, sample):
                 yield delta
+                if spec is not None and isinstance(delta, TextDelta):
+                    now = spec.partial(sample.answer_streamed)
+                    if now is not None and now != partial:
+                        partial = now
+                        yield PartialOutput(now, step)
             self.last_completion = sample.tokens
             result.usage += sample.usage
             tool_s, outcome, error = 0.0, "continue", sample.reading.problem

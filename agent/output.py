@@ -104,6 +104,20 @@ class OutputSpec(Generic[T]):
             ) from None
 
 
+    def partial(self, text: str) -> T | None:
+        """The answer so far, leniently: unfinished JSON closed, validated as a prefix; None when it does not yet."""
+        from pydantic import ValidationError
+        from pydantic_core import from_json
+
+        if not text.strip():
+            return None
+        try:
+            data = from_json(text, allow_partial="trailing-strings")
+            return cast(T, _adapter(self.output_type).validate_python(data, experimental_allow_partial=True))
+        except (ValueError, ValidationError):
+            return None
+
+
 async def apply_validators(value: Any, validators: Sequence[OutputValidator]) -> Any:
     """Run the validators in order, each on the previous one's result; `ToolRetry` becomes `OutputInvalid`."""
     for validator in validators:

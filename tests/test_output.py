@@ -277,3 +277,22 @@ def test_final_watch_canonicalises_the_final_header_and_passes_everything_else(c
         for start in range(0, len(ids), chunk):
             out += watch.feed(ids[start : start + chunk])
         assert watch.opened is opened and enc.decode(out) == passed
+
+
+def test_stream_yields_partial_objects_as_the_json_arrives_then_the_final_one():
+    from agent.events import PartialOutput
+
+    class Tags(BaseModel):
+        tags: list[str]
+
+    backend = ScriptedBackend([structured('{"tags": ["red", "green", "blue"]}')], chunk_size=2)
+    events = list(Agent(backend, date=DATE).stream("Tags?", output_type=Tags))
+    partials = [e.output for e in events if isinstance(e, PartialOutput)]
+    assert partials[-1] == Tags(tags=["red", "green", "blue"])
+    assert all(isinstance(p, Tags) for p in partials) and len(partials) >= 3
+    assert [len(p.tags) for p in partials] == sorted(len(p.tags) for p in partials)  # they only grow
+    assert any(p.tags and p.tags[-1] not in ("red", "green", "blue") for p in partials)  # a string still arriving
+    assert events.index(next(e for e in events if isinstance(e, PartialOutput))) < len(events) - 3
+    assert events[-1].result.output == partials[-1]  # type: ignore[union-attr]
+    plain = list(Agent(ScriptedBackend([final('{"tags": []}')]), date=DATE).stream("?"))
+    assert not any(isinstance(e, PartialOutput) for e in plain)
