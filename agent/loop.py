@@ -14,7 +14,8 @@ import asyncio
 import datetime
 import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -243,11 +244,13 @@ class Agent:
         result.messages.append(user)
         reached_model = False
         try:
-            async for event in self._steps(result, spec):
-                if not reached_model:
-                    reached_model = True
-                    yield MessageEvent(user, 0)
-                yield event
+            # `aclosing`: a consumer that stops early closes every inner stream now, the server's included
+            async with aclosing(self._steps(result, spec)) as steps:
+                async for event in steps:
+                    if not reached_model:
+                        reached_model = True
+                        yield MessageEvent(user, 0)
+                    yield event
         except BaseException:
             if not reached_model:
                 self.history.pop()
@@ -263,7 +266,7 @@ class Agent:
         if builtins != self.settings.builtins or functions != self.settings.functions:
             self.settings.builtins, self.settings.functions = builtins, functions
 
-    async def _steps(self, result: RunResult[Any], spec: OutputSpec[Any] | None) -> AsyncIterator[Event]:
+    async def _steps(self, result: RunResult[Any], spec: OutputSpec[Any] | None) -> AsyncGenerator[Event, None]:
         await self._declare_tools()
         self.settings.response_format = clean_text(spec.format_text()) if spec is not None else None
         probe = getattr(self.backend, "probe", None)  # server backends learn their context window here (once)
@@ -284,14 +287,15 @@ class Agent:
             self.last_prompt = prompt_ids
             sample = _Sample()
             partial = None
-            async for delta in self._sample(CompletionRequest(prompt_ids, special_ids().stops, budget, final_schema),
-                                            step, sample):
-                yield delta
-                if spec is not None and isinstance(delta, TextDelta):
-                    now = spec.partial(sample.answer_streamed)
-                    if now is not None and now != partial:
-                        partial = now
-                        yield PartialOutput(now, step)
+            request = CompletionRequest(prompt_ids, special_ids().stops, budget, final_schema)
+            async with aclosing(self._sample(request, step, sample)) as deltas:
+                async for delta in deltas:
+                    yield delta
+                    if spec is not None and isinstance(delta, TextDelta):
+                        now = spec.partial(sample.answer_streamed)
+                        if now is not None and now != partial:
+                            partial = now
+                            yield PartialOutput(now, step)
             self.last_completion = sample.tokens
             result.usage += sample.usage
             tool_s, outcome, error = 0.0, "continue", sample.reading.problem
@@ -319,8 +323,9 @@ class Agent:
                         f"the model called {last.recipient} with the same arguments {repeats} times in a row"
                     )
                 tool_started = time.perf_counter()
-                async for event in self._call_tool(last, step, result, failures):
-                    yield event
+                async with aclosing(self._call_tool(last, step, result, failures)) as events:
+                    async for event in events:
+                        yield event
                 tool_s = time.perf_counter() - tool_started
                 prompt_ids = extend_chain(prompt_ids, reading.tokens, special_ids().call, [self.history[-1]])
                 outcome = "tool_call"
@@ -369,7 +374,7 @@ class Agent:
                 return
         raise MaxStepsError(f"no final answer after {self.max_steps} steps; raise max_steps or simplify the task")
 
-    async def _sample(self, request: CompletionRequest, step: int, sample: _Sample) -> AsyncIterator[Event]:
+    async def _sample(self, request: CompletionRequest, step: int, sample: _Sample) -> AsyncGenerator[Event, None]:
         """Stream one completion through the parser, yielding text deltas."""
         parser = CompletionParser(self.tools.route)
         vocabulary = vocabulary_size()
@@ -427,7 +432,7 @@ class Agent:
 
     async def _call_tool(
         self, message: Message, step: int, result: RunResult, failures: dict[str, int]
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run one call and append exactly one tool message for it, whatever happens."""
         started = time.perf_counter()
         arguments = message_text(message)

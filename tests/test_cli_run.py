@@ -411,3 +411,20 @@ def test_f_puts_text_files_into_the_prompt_and_a_needs_the_sandbox(tmp_path):
                                           f"-a {blob} -t python"]
     assert error_lines(attach.stderr) == ["error: uploads go into the python sandbox: enable it with -t python"]
     assert len(fake.generate_requests) == 1
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    fake = FakeOllama([final_text("word " * 200, "Think " * 50)])
+    with serve(fake) as url:
+        child = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--json", "--no-save", "go"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(tmp_path, url))
+        assert child.stdout is not None and child.stderr is not None
+        first = child.stdout.readline()
+        child.stdout.close()  # like `| head -1`
+        stderr = child.stderr.read().decode()
+        assert child.wait(timeout=60) == 0
+    assert json.loads(first)["type"] == "message"
+    assert "Traceback" not in stderr and "asynchronous generator" not in stderr, stderr

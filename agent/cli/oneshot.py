@@ -72,10 +72,23 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
             sys.stdout.write(dumps(data) + "\n")
             sys.stdout.flush()
 
-        result = await runner.turn(prompt, on_event=emit if json_output else None)
+        try:
+            result = await runner.turn(prompt, on_event=emit if json_output else None)
+        except BrokenPipeError:  # `oss-agent run ... | head`: the reader has gone, stop quietly as Unix tools do
+            _silence_stdout()
+            return 0
     finally:
         await runner.aclose()
     return 0 if result is not None else 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail a second time."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _terminal_ask(err: Any) -> Any:
