@@ -428,3 +428,25 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
         assert child.wait(timeout=60) == 0
     assert json.loads(first)["type"] == "message"
     assert "Traceback" not in stderr and "asynchronous generator" not in stderr, stderr
+
+
+def test_schema_prints_the_validated_object_and_retries_an_invalid_one(tmp_path):
+    schema_file = tmp_path / "person.json"
+    schema_file.write_text(json.dumps({"title": "Person", "type": "object", "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer", "description": "in years"}}}), encoding="utf-8")
+    fake = FakeOllama([
+        final_text('{"name": "Ada", "age": "old"}'),  # fails validation: the model is told and tries again
+        final_text('{"name": "Ada", "age": 36}'),
+        final_text('{"name": "Bo", "age": 7}'),
+    ])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        concise = run_cli("run", "--no-save", "--schema", "name str, age int: in years", "Who?", env=env)
+        from_file = run_cli("run", "--no-save", "--schema", str(schema_file), "Who else?", env=env)
+        bad = run_cli("run", "--no-save", "--schema", "name text", "x", env=env)
+    assert concise.returncode == 0, concise.stderr
+    assert json.loads(concise.stdout) == {"name": "Ada", "age": 36}
+    assert "age: Input should be a valid integer" in fake.generate_requests[1]["prompt"]
+    assert "# Response Formats" in fake.generate_requests[0]["prompt"]
+    assert from_file.returncode == 0 and json.loads(from_file.stdout) == {"name": "Bo", "age": 7}
+    assert bad.returncode == 1 and error_lines(bad.stderr)[0].startswith("error: --schema: cannot read 'name text'")

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Answer one prompt: the answer goes to stdout, reasoning and tool calls to stderr.")
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="the prompt; read from stdin when '-' or omitted")
     p.add_argument("--json", action="store_true", help="print one JSON event per line instead of the answer")
+    p.add_argument("--schema", metavar="SPEC",
+                   help="answer with a JSON object: fields as 'name str, age int: in years', or a schema .json file")
     p.add_argument("-f", "--file", dest="files", action="append", metavar="FILE",
                    help="a text file whose content goes into the prompt, before it (repeatable)")
     p.add_argument("-a", "--attach", action="append", metavar="FILE",
@@ -173,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _options(args)
     prompt = read_prompt(args.prompt, args.files)
     return asyncio.run(run_once(options, prompt, json_output=args.json, resume=args.session, latest=args.latest,
-                                attach=args.attach))
+                                attach=args.attach, schema=args.schema))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -50,10 +50,11 @@ def _read_stdin() -> str:
 
 
 async def run_once(options: Options, prompt: str, *, json_output: bool, resume: str | None, latest: bool,
-                   attach: list[str] | None = None) -> int:
+                   attach: list[str] | None = None, schema: str | None = None) -> int:
     from agent.cli.jsonl import dumps, event_to_dict
     from agent.cli.render import make_consoles
     from agent.cli.runner import Runner, upload_note
+    from agent.events import TextDelta
 
     out, err = make_consoles()
     ask = _terminal_ask(err) if sys.stdin.isatty() and not json_output else None
@@ -72,8 +73,22 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
             sys.stdout.write(dumps(data) + "\n")
             sys.stdout.flush()
 
+        output_type = None
+        if schema:
+            from agent.cli.schema import output_type as schema_type
+
+            output_type = schema_type(schema)
+
+        def render(event: Any) -> None:  # with --schema the object is printed whole once it validated
+            if not isinstance(event, TextDelta):
+                runner.renderer.handle(event)
+
+        handler = emit if json_output else render if output_type is not None else None
         try:
-            result = await runner.turn(prompt, on_event=emit if json_output else None)
+            result = await runner.turn(prompt, on_event=handler, output_type=output_type)
+            if result is not None and output_type is not None and not json_output:
+                sys.stdout.write(result.output.model_dump_json() + "\n")
+                sys.stdout.flush()
         except BrokenPipeError:  # `oss-agent run ... | head`: the reader has gone, stop quietly as Unix tools do
             _silence_stdout()
             return 0

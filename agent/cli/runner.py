@@ -185,7 +185,8 @@ class Runner:
 
     # -- turns -------------------------------------------------------------------
 
-    async def turn(self, prompt: str, on_event: Callable[[Any], None] | None = None) -> RunResult | None:
+    async def turn(self, prompt: str, on_event: Callable[[Any], None] | None = None,
+                   output_type: Any = None) -> RunResult | None:
         """Run one user turn, rendering (or handing over) each event; returns the result."""
         from agent.events import RunFinished, StepFinished
 
@@ -193,7 +194,9 @@ class Runner:
         result = None
         self.renderer.begin()
         self._saving(lambda recorder: recorder.begin_turn(prompt))  # a crash from here on keeps the prompt
-        stream = self.agent.astream(prompt)
+        stream = (
+            self.agent.astream(prompt) if output_type is None else self.agent.astream(prompt, output_type=output_type)
+        )
         try:
             async with contextlib.aclosing(stream):
                 async for event in stream:
