@@ -39,6 +39,18 @@ class ServerBackend:
 
     server = "the server"
     start_hint = ""
+    _context_window: int | None = None  # from the argument, else learnt by `_probe()`
+    _max_completion: int = 8192
+
+    @property
+    def context_window(self) -> int:
+        """The server's context, once probed (until then `DEFAULT_CONTEXT`)."""
+        return self._context_window or DEFAULT_CONTEXT
+
+    @property
+    def max_completion_tokens(self) -> int:
+        """The configured budget per step, never more than half the context."""
+        return capped_completion(self._max_completion, self.context_window)
 
     def __init__(self, base_url: str, *, timeout: float, connect_timeout: float,
                  headers: Mapping[str, str] | None = None) -> None:

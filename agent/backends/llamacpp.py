@@ -23,9 +23,7 @@ import httpx
 
 from agent.backends._final import FinalWatch, other_ends, sampled
 from agent.backends._http import (
-    DEFAULT_CONTEXT,
     ServerBackend,
-    capped_completion,
     check_ids,
     check_truncation,
     completion_budget,
@@ -96,14 +94,6 @@ class LlamaCppBackend(ServerBackend):
         if seed is not None:
             self._sampling["seed"] = seed
         self._extra = dict(extra_body or {})
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window or DEFAULT_CONTEXT
-
-    @property
-    def max_completion_tokens(self) -> int:
-        return capped_completion(self._max_completion, self.context_window)
 
     async def _probe(self) -> None:
         r = await self._get("/props")
