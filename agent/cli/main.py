@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server URL for --backend llamacpp (default http://localhost:8080) or openai")
     g.add_argument("-t", "--tools", action="append", metavar="TOOL",
                    help="browser, python, or a .py file of @tool functions (repeatable)")
+    g.add_argument("--adapter", metavar="PATH",
+                   help="a LoRA adapter folder to load on the model (--backend transformers)")
     g.add_argument("--mcp", action="append", metavar="COMMAND",
                    help='an MCP server to start: "npx -y @modelcontextprotocol/server-filesystem ./docs" (repeatable)')
     g.add_argument("--mcp-http", dest="mcp_http", action="append", metavar="URL",

@@ -39,6 +39,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
     Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url",
             "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
+    Setting("adapter", str, None, "OSS_AGENT_ADAPTER", "--adapter",
+            "a LoRA adapter folder loaded on the model (transformers backend)"),
     Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t",
             "browser, python, or paths of .py files with @tool functions"),
     Setting("instructions", str, None, "OSS_AGENT_INSTRUCTIONS", "--instructions/-s", "developer instructions"),
@@ -68,6 +70,7 @@ class Options:
     backend: str = "ollama"
     host: str | None = None
     base_url: str | None = None
+    adapter: str | None = None
     tools: list[str] = field(default_factory=list)
     instructions: str | None = None
     effort: str = "medium"
