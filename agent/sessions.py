@@ -36,6 +36,7 @@ from agent.errors import SessionError
 if TYPE_CHECKING:
     from openai_harmony import Message
 
+    from agent.harmony.render import PromptSettings
     from agent.loop import Agent
 
 _SCHEMA = """
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at REAL NOT NULL,
     title TEXT,
     turns INTEGER NOT NULL DEFAULT 0,
-    settings TEXT NOT NULL
+    settings TEXT NOT NULL,
+    rating TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS messages (
     role TEXT NOT NULL,
     channel TEXT,
     body TEXT NOT NULL,
+    error TEXT,
     PRIMARY KEY (session_id, seq)
 );
 CREATE TABLE IF NOT EXISTS compactions (
@@ -64,8 +67,17 @@ CREATE TABLE IF NOT EXISTS compactions (
     history TEXT NOT NULL,
     PRIMARY KEY (session_id, seq_after)
 );
+CREATE TABLE IF NOT EXISTS prompts (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq_from INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq_from)
+);
 CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions(updated_at);
 """
+# Columns added since the first version; older databases get them on open.
+_ADDED_COLUMNS = (("sessions", "rating", "TEXT"), ("messages", "error", "TEXT"))
+RATINGS = ("good", "bad")
 TITLE_CHARS = 60
 
 
@@ -124,6 +136,7 @@ class SessionInfo:
     title: str
     turns: int
     settings: dict[str, Any]
+    rating: str | None = None  # "good", "bad", or not rated
 
 
 @dataclass
@@ -132,6 +145,11 @@ class SavedSession:
     messages: list[Message] = field(default_factory=list)  # every message, as it happened
     # What the prompt holds: `messages`, or after a compaction its history plus what came after it.
     prompt_history: list[Message] | None = None
+    seqs: list[int] = field(default_factory=list)  # each message's position in the session
+    times: list[float] = field(default_factory=list)  # when each message was stored (Unix time)
+    errors: dict[int, str] = field(default_factory=dict)  # position -> why it failed (a tool error, a rejected answer)
+    compactions: list[tuple[int, list[Message]]] = field(default_factory=list)  # (from position, prompt history)
+    prompts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (from position, PromptSettings data)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -187,7 +205,7 @@ class SessionStore:
         return session_id
 
     @_storage
-    def append(self, session_id: str, message: Message) -> int:
+    def append(self, session_id: str, message: Message, error: str | None = None) -> int:
         """Store one message at the end of the session; returns its position."""
         from openai_harmony import Role
 
@@ -206,8 +224,9 @@ class SessionStore:
             row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = ?", (session_id,))
             seq = row.fetchone()[0]
             db.execute(
-                "INSERT INTO messages (session_id, seq, created_at, role, channel, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, seq, now, message.author.role.value, message.channel, body),
+                "INSERT INTO messages (session_id, seq, created_at, role, channel, body, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, now, message.author.role.value, message.channel, body, error),
             )
         return seq
 
@@ -223,6 +242,32 @@ class SessionStore:
                 (session_id, row.fetchone()[0], time.time(), summary,
                  json.dumps([json.loads(message_to_json(m)) for m in history], ensure_ascii=False)),
             )
+
+    @_storage
+    def add_prompt_settings(self, session_id: str, seq_from: int, settings: dict[str, Any]) -> None:
+        """Record the prompt settings (`PromptSettings.to_dict()`) in force from message `seq_from` on."""
+        db = self._conn()
+        with _write(db):
+            db.execute("INSERT OR REPLACE INTO prompts (session_id, seq_from, settings) VALUES (?, ?, ?)",
+                       (session_id, seq_from, json.dumps(settings, ensure_ascii=False)))
+
+    @_storage
+    def mark_error(self, session_id: str, seq: int, error: str) -> None:
+        """Note that the message at `seq` failed (a tool's error, an answer that was rejected)."""
+        db = self._conn()
+        with _write(db):
+            db.execute("UPDATE messages SET error = ? WHERE session_id = ? AND seq = ?", (error, session_id, seq))
+
+    @_storage
+    def rate(self, session_id: str, rating: str | None) -> str:
+        """Mark a session good or bad (None clears it); returns its full id."""
+        if rating is not None and rating not in RATINGS:
+            raise SessionError(f"a rating is good or bad, not {rating!r}")
+        full = self.resolve(session_id)
+        db = self._conn()
+        with _write(db):
+            db.execute("UPDATE sessions SET rating = ? WHERE id = ?", (rating, full))
+        return full
 
     @_storage
     def replace(self, session_id: str, seq: int, message: Message) -> None:
@@ -270,6 +315,7 @@ class SessionStore:
         with _write(db):
             db.execute("DELETE FROM messages WHERE session_id = ?", (full,))
             db.execute("DELETE FROM compactions WHERE session_id = ?", (full,))
+            db.execute("DELETE FROM prompts WHERE session_id = ?", (full,))
             db.execute("DELETE FROM sessions WHERE id = ?", (full,))
 
     # -- reading --------------------------------------------------------------
@@ -277,7 +323,7 @@ class SessionStore:
     @_storage
     def list(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first."""
-        sql = ("SELECT id, created_at, updated_at, title, turns, settings FROM sessions "
+        sql = (f"SELECT {_INFO_COLUMNS} FROM sessions "
                "ORDER BY updated_at DESC, rowid DESC")
         rows = self._conn().execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [_info(row) for row in rows]
@@ -308,22 +354,28 @@ class SessionStore:
     def load(self, session_id: str) -> SavedSession:
         full = self.resolve(session_id)
         db = self._conn()
-        row = db.execute(
-            "SELECT id, created_at, updated_at, title, turns, settings FROM sessions WHERE id = ?", (full,)
-        ).fetchone()
-        bodies = db.execute("SELECT seq, body FROM messages WHERE session_id = ? ORDER BY seq", (full,)).fetchall()
-        last = db.execute(
-            "SELECT seq_after, history FROM compactions WHERE session_id = ? ORDER BY seq_after DESC LIMIT 1", (full,)
-        ).fetchone()
+        row = db.execute(f"SELECT {_INFO_COLUMNS} FROM sessions WHERE id = ?", (full,)).fetchone()
+        bodies = db.execute(
+            "SELECT seq, body, error, created_at FROM messages WHERE session_id = ? ORDER BY seq", (full,)
+        ).fetchall()
+        compacted = db.execute(
+            "SELECT seq_after, history FROM compactions WHERE session_id = ? ORDER BY seq_after", (full,)
+        ).fetchall()
+        prompts = db.execute(
+            "SELECT seq_from, settings FROM prompts WHERE session_id = ? ORDER BY seq_from", (full,)
+        ).fetchall()
         try:
             messages = [message_from_json(b[1]) for b in bodies]
+            compactions = [(c[0], [message_from_json(json.dumps(m)) for m in json.loads(c[1])]) for c in compacted]
             prompt = None
-            if last is not None:
-                prompt = [message_from_json(json.dumps(m)) for m in json.loads(last[1])]
-                prompt += [message_from_json(b[1]) for b in bodies if b[0] >= last[0]]
+            if compactions:
+                after, history = compactions[-1]
+                prompt = history + [m for m, b in zip(messages, bodies, strict=True) if b[0] >= after]
+            settings = [(p[0], json.loads(p[1])) for p in prompts]
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"session {full} is damaged and cannot be read: {exc}") from None
-        return SavedSession(_info(row), messages, prompt)
+        return SavedSession(_info(row), messages, prompt, seqs=[b[0] for b in bodies], times=[b[3] for b in bodies],
+                            errors={b[0]: b[2] for b in bodies if b[2]}, compactions=compactions, prompts=settings)
 
 
 class SessionRecorder:
@@ -343,6 +395,9 @@ class SessionRecorder:
         self.meta = meta  # model, backend, tools: what `session_settings` cannot read off the agent
         self.session_id = session_id
         self._pending: int | None = None  # position of a user message the agent has not confirmed yet
+        self._prompt: dict[str, Any] | None = None  # the prompt settings stored last
+        self._tool_error: str | None = None  # the error of the tool result whose message comes next
+        self._step_final: int | None = None  # position of this step's final answer, until the step ends
 
     def begin_turn(self, prompt: str) -> None:
         """Store the user's message of a turn that is starting, as the agent will phrase it."""
@@ -359,13 +414,40 @@ class SessionRecorder:
             self.session_id = None
 
     def record(self, event: Any) -> None:
+        """Store what a session keeps of an agent event.
+
+        Messages and compactions; a user message also stores the prompt settings
+        it was answered with (when they changed), a failed tool's error goes with
+        its result, and an answer sent back for another try is marked rejected.
+        """
+        from openai_harmony import Role
+
         kind = getattr(event, "type", None)
         if kind == "message":
-            self.add(event.message)
+            message = event.message
+            role = message.author.role
+            error, self._tool_error = (self._tool_error, None) if role == Role.TOOL else (None, self._tool_error)
+            seq = self.add(message, error)
+            if role == Role.USER:
+                self._store_prompt(seq)
+            elif role == Role.ASSISTANT and message.channel == "final":
+                self._step_final = seq
+        elif kind == "tool_result":
+            self._tool_error = event.error
+        elif kind == "step":
+            if event.outcome == "retry" and self._step_final is not None and self.session_id is not None:
+                self.store.mark_error(self.session_id, self._step_final, f"answer rejected: {event.error}")
+            self._step_final = None
         elif kind == "compacted" and self.session_id is not None:
             self.store.add_compaction(self.session_id, event.summary, event.history)
 
-    def add(self, message: Message) -> int:
+    def _store_prompt(self, seq: int) -> None:
+        settings = self.agent.settings.to_dict()
+        if settings != self._prompt and self.session_id is not None:
+            self.store.add_prompt_settings(self.session_id, seq, settings)
+            self._prompt = settings
+
+    def add(self, message: Message, error: str | None = None) -> int:
         """Store `message` (a user message the turn started with replaces its early copy); returns its position."""
         from openai_harmony import Role
 
@@ -375,7 +457,7 @@ class SessionRecorder:
             return seq
         if self.session_id is None:
             self.session_id = self.store.create(session_settings(self.agent, **self.meta))
-        return self.store.append(self.session_id, message)
+        return self.store.append(self.session_id, message, error)
 
     def save_all(self) -> str:
         """Make sure the whole conversation so far is stored (for `/save` when saving was off)."""
@@ -383,6 +465,8 @@ class SessionRecorder:
             self.session_id = self.store.create(session_settings(self.agent, **self.meta))
             for message in self.agent.history:
                 self.store.append(self.session_id, message)
+            if self.agent.history:  # the settings of now: the best knowledge of what earlier turns used
+                self.store.add_prompt_settings(self.session_id, 0, self.agent.settings.to_dict())
         return self.session_id
 
     def settings_changed(self) -> None:
@@ -390,7 +474,7 @@ class SessionRecorder:
             self.store.update_settings(self.session_id, session_settings(self.agent, **self.meta))
 
     def start_new(self) -> None:
-        self.session_id, self._pending = None, None
+        self.session_id, self._pending, self._prompt = None, None, None
 
 
 def session_settings(agent: Agent, **meta: Any) -> dict[str, Any]:
@@ -406,12 +490,17 @@ def session_settings(agent: Agent, **meta: Any) -> dict[str, Any]:
 
 
 def header_digest(agent: Agent) -> str:
-    """A fingerprint of the rendered system and developer messages (tools included)."""
+    """A fingerprint of the agent's rendered system and developer messages (tools included)."""
+    return settings_digest(agent.settings)
+
+
+def settings_digest(settings: PromptSettings) -> str:
+    """A fingerprint of the system and developer messages `settings` render."""
     from openai_harmony import Conversation
 
     from agent.harmony.encoding import get_encoding
 
-    ids = get_encoding().render_conversation(Conversation.from_messages(agent.settings.header_messages()))
+    ids = get_encoding().render_conversation(Conversation.from_messages(settings.header_messages()))
     return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
 
 
@@ -449,6 +538,9 @@ def _enum_value(value: Any) -> Any:
 def _create(db: sqlite3.Connection) -> None:
     for statement in filter(str.strip, _SCHEMA.split(";")):
         db.execute(statement)
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class _write:
@@ -471,12 +563,15 @@ class _write:
             pass
 
 
+_INFO_COLUMNS = "id, created_at, updated_at, title, turns, settings, rating"
+
+
 def _info(row: tuple[Any, ...]) -> SessionInfo:
     try:
         settings = json.loads(row[5])
     except ValueError:
         settings = {}
-    return SessionInfo(row[0], row[1], row[2], row[3] or "(untitled)", row[4], settings)
+    return SessionInfo(row[0], row[1], row[2], row[3] or "(untitled)", row[4], settings, row[6])
 
 
 def _title(message: Message) -> str:
@@ -486,3 +581,10 @@ def _title(message: Message) -> str:
 
 def _like_prefix(key: str) -> str:
     return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def export_sft(*args: Any, **kwargs: Any) -> Any:
+    """Saved sessions as supervised fine-tuning examples; see `agent.training.export.export_sft`."""
+    from agent.training.export import export_sft as export
+
+    return export(*args, **kwargs)

@@ -7,7 +7,8 @@ longest common prefix and only the rest is prefilled. Inside a tool chain the
 prompt extends the previous one, so only the new tokens (plus the last sampled
 token, whose keys were never computed) are prefilled.
 
-torch and transformers are imported on first use (extra `transformers`).
+torch and transformers are imported on first use (extra `transformers`); peft
+only for a LoRA adapter (extra `finetune`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agent.backends._http import HARMONY_VOCAB, completion_budget
 from agent.backends.base import CompletionRequest, Usage, shared_prefix
 from agent.errors import (
     BackendError,
+    ConfigurationError,
     ModelNotFoundError,
     OssAgentError,
 )
@@ -42,6 +44,15 @@ class TransformersBackend:
     `temperature <= 0` means greedy decoding. `seed` makes sampling repeatable.
     `reuse_prefix=False` prefills every prompt from scratch. Long prompts are
     prefilled `prefill_chunk` tokens at a time.
+
+    `adapter` is a LoRA adapter folder (as `examples/finetune_lora.py` saves it) or
+    hub id, loaded with peft (extra `finetune`) on top of the model. By default it
+    is merged into the weights once at load (`merge_and_unload`): inference then
+    costs exactly what the base model costs and runs the model's own forward.
+    `merge_adapter=False` keeps the PeftModel wrapper (the base weights stay as they
+    are; needed for a quantized base that cannot be merged into); its forward calls
+    the real model's, so the KV cache and streaming work the same. Given a model
+    object, the adapter is added to (and merged into) that object in place.
     """
 
     def __init__(
@@ -55,7 +66,12 @@ class TransformersBackend:
         seed: int | None = None,
         reuse_prefix: bool = True,
         prefill_chunk: int = 2048,
+        adapter: str | os.PathLike[str] | None = None,
+        merge_adapter: bool = True,
     ) -> None:
+        self._adapter = _check_adapter(adapter) if adapter is not None else None
+        self._merge_adapter = merge_adapter
+        self._adapted = False
         local = isinstance(model, (str, os.PathLike))
         self._source = os.path.expanduser(os.fspath(model)) if local else None
         self._model: Any = None if self._source is not None else model
@@ -155,6 +171,9 @@ class TransformersBackend:
             except (OSError, ValueError) as exc:
                 raise ModelNotFoundError(f"cannot load model {self._source}: {_first_line(exc)}") from None
             self._model = model.eval()
+        if self._adapter is not None and not self._adapted:
+            self._model = self._load_adapter(self._model, self._adapter).eval()
+            self._adapted = True
         if not self._prepared:
             self._prepare(self._model)
             self._prepared = True
@@ -183,11 +202,22 @@ class TransformersBackend:
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(f"cannot load model {self._source}: {_first_line(exc)}") from None
 
+    def _load_adapter(self, model: Any, adapter: str) -> Any:
+        from peft import PeftModel
+
+        try:
+            tuned = PeftModel.from_pretrained(model, adapter)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelNotFoundError(f"cannot load the LoRA adapter {adapter}: {_first_line(exc)}") from None
+        return tuned.merge_and_unload() if self._merge_adapter else tuned
+
     def _prepare(self, model: Any) -> None:
         vocab = getattr(model.config, "vocab_size", 0)
         if vocab < HARMONY_VOCAB:
             raise BackendError(f"model vocabulary has {vocab} tokens; gpt-oss Harmony needs {HARMONY_VOCAB}")
-        params = inspect.signature(model.forward).parameters
+        # an unmerged PeftModel's forward takes **kwargs and hands them on: ask the real model what it takes
+        real = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+        params = inspect.signature(real.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._keep_kw = "logits_to_keep" in params
 
@@ -321,6 +351,18 @@ class TransformersBackend:
         if self._generator is None and self._seed is not None:
             self._generator = torch.Generator(device=probs.device).manual_seed(self._seed)
         return int(torch.multinomial(probs, 1, generator=self._generator))
+
+
+def _check_adapter(adapter: str | os.PathLike[str]) -> str:
+    """The adapter's folder or hub id; a missing folder or a missing peft fails here, in one line."""
+    source = os.path.expanduser(os.fspath(adapter))
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigurationError('a LoRA adapter needs peft: pip install "oss-agent[finetune]"')
+    looks_local = source.startswith((".", "~", os.sep)) or source.count("/") != 1 or os.path.exists(source)
+    if looks_local and not os.path.isfile(os.path.join(source, "adapter_config.json")):
+        why = "the folder has no adapter_config.json" if os.path.isdir(source) else "no such folder"
+        raise ModelNotFoundError(f"no LoRA adapter at {source}: {why} (train one with examples/finetune_lora.py)")
+    return source
 
 
 def _first_line(exc: BaseException) -> str:

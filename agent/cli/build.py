@@ -22,6 +22,10 @@ def make_backend(options: Options, *, max_completion_tokens: int | None = None) 
     chosen: dict[str, Any] = dict(options.options)
     if max_completion_tokens is not None:
         chosen["max_tokens"] = max_completion_tokens
+    if options.adapter and options.backend != "transformers":
+        raise ConfigurationError("--adapter needs --backend transformers; for vLLM serve the adapter with "
+                                 "--enable-lora --lora-modules NAME=PATH and --backend openai --model NAME "
+                                 "(or merge it: examples/finetune_lora.py --merge-to DIR)")
     if options.backend == "ollama":
         from agent.backends.ollama import OllamaBackend
 
@@ -39,7 +43,10 @@ def make_backend(options: Options, *, max_completion_tokens: int | None = None) 
                    **backend_arguments(cls, chosen, "openai"))
     cls = _backend_class("agent.backends.transformers", "TransformersBackend", "transformers")
     # the Ollama tag means the HF id here
-    return cls(served_model(options) or "openai/gpt-oss-20b", **backend_arguments(cls, chosen, "transformers"))
+    arguments = backend_arguments(cls, chosen, "transformers")
+    if options.adapter:
+        arguments["adapter"] = options.adapter
+    return cls(served_model(options) or "openai/gpt-oss-20b", **arguments)
 
 
 def served_model(options: Options) -> str | None:

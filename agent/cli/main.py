@@ -120,10 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-n", "--limit", type=int, default=20, help="how many to list (default 20)")
     q = actions.add_parser("show", parents=[nested], help="print a session's conversation")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
-    q = actions.add_parser("export", parents=[nested], help="print a session as Markdown or JSON")
+    q = actions.add_parser(
+        "export", parents=[nested], help="a session as Markdown or JSON; sessions as fine-tuning data (sft)",
+        description="Print one session as Markdown or JSON, or write sessions as supervised fine-tuning examples "
+        "(--format sft: one JSONL line per answered turn, Harmony token ids with labels plus the chat form; "
+        "a report goes to stderr).")
+    q.add_argument("ids", nargs="*", metavar="ID", help="session ids or unique prefixes")
+    q.add_argument("--format", dest="fmt", choices=("markdown", "json", "sft"), default="markdown",
+                   help="markdown (default), json, or sft")
+    q.add_argument("--all", dest="all_sessions", action="store_true", help="sft: every saved session")
+    q.add_argument("--since", metavar="DATE", help="sft: only turns begun on or after DATE (YYYY-MM-DD, UTC)")
+    q.add_argument("--rated", choices=("good", "bad"), help="sft: only sessions rated so (`sessions rate`, /rate)")
+    q.add_argument("--drop-failed", dest="drop_failed", action="store_true",
+                   help="sft: leave out turns in which a tool call failed")
+    q.add_argument("--near-duplicates", dest="near", type=float, default=0.8, metavar="J",
+                   help="sft: drop examples whose user messages are this similar (Jaccard, default 0.8)")
+    q.add_argument("--keep-duplicates", dest="keep_duplicates", action="store_true",
+                   help="sft: keep near duplicates (exact ones still go)")
+    q.add_argument("-o", "--output", metavar="FILE", help="sft: write to FILE (default stdout)")
+    q = actions.add_parser("rate", parents=[nested], help="mark a session good or bad (for export --rated)")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
-    q.add_argument("--format", dest="fmt", choices=("markdown", "json"), default="markdown",
-                   help="markdown (default) or json")
+    q.add_argument("rating", choices=("good", "bad", "none"), help="good, bad, or none to clear it")
     q = actions.add_parser("rm", parents=[nested], help="delete a session")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
     p.set_defaults(limit=20)
@@ -212,7 +229,11 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.action == "show":
         return manage.show_session(args.id)
     if args.action == "export":
-        return manage.export(args.id, args.fmt)
+        if args.fmt == "sft":
+            return manage.export_sft(args)
+        return manage.export(args.ids, args.fmt)
+    if args.action == "rate":
+        return manage.rate_session(args.id, args.rating)
     if args.action == "rm":
         return manage.remove_session(args.id)
     return manage.list_sessions(args.limit)

@@ -1,4 +1,4 @@
-"""`oss-agent pull`, `oss-agent models` and `oss-agent sessions [list|show|export|rm]`."""
+"""`oss-agent pull`, `oss-agent models` and `oss-agent sessions [list|show|export|rate|rm]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from agent.cli.render import console
+from agent.errors import ConfigurationError
 
 
 async def pull(model: str, host: str | None) -> int:
@@ -102,10 +103,11 @@ def list_sessions(limit: int) -> int:
         console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
         return 0
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "updated", "turns", "model", "title"):
+    for column in ("id", "updated", "turns", "model", "rated", "title"):
         table.add_column(column, no_wrap=column != "title", justify="right" if column == "turns" else "left")
     for s in sessions:
-        table.add_row(s.id, _when(s.updated_at), str(s.turns), str(s.settings.get("model", "")), s.title)
+        table.add_row(s.id, _when(s.updated_at), str(s.turns), str(s.settings.get("model", "")), s.rating or "",
+                      s.title)
     out.print(table)
     return 0
 
@@ -140,13 +142,41 @@ def show_session(session_id: str) -> int:
     return 0
 
 
-def export(session_id: str, fmt: str) -> int:
+def export(session_ids: list[str], fmt: str) -> int:
     import sys
 
     from agent.cli.export import export_session
     from agent.sessions import SessionStore
 
-    sys.stdout.write(export_session(SessionStore().load(session_id), fmt))
+    if len(session_ids) != 1:
+        raise ConfigurationError(f"--format {fmt} exports one session; give one id (--format sft takes several)")
+    sys.stdout.write(export_session(SessionStore().load(session_ids[0]), fmt))
+    return 0
+
+
+def export_sft(args: Any) -> int:
+    """`sessions export --format sft`: the JSONL on stdout or in -o FILE, the report on stderr."""
+    import sys
+
+    from agent.sessions import SessionStore
+    from agent.training import export_sft as export
+
+    report = export(SessionStore(), args.ids, out=args.output or sys.stdout, all_sessions=args.all_sessions,
+                    since=args.since, rated=args.rated, drop_failed=args.drop_failed,
+                    near_duplicates=None if args.keep_duplicates else args.near)
+    err = console(stderr=True)
+    for line in report.lines():
+        err.print(line, markup=False, highlight=False)
+    if not report.examples:
+        err.print("nothing was exported: only turns that ended in an answer become examples", style="yellow")
+    return 0
+
+
+def rate_session(session_id: str, rating: str) -> int:
+    from agent.sessions import SessionStore
+
+    full = SessionStore().rate(session_id, None if rating == "none" else rating)
+    console(stderr=True).print(f"session {full} rated {rating}" if rating != "none" else f"session {full} unrated")
     return 0
 
 

@@ -38,6 +38,7 @@ COMMANDS = {
     "/reasoning": ("show|hide", "show or hide the chain of thought; alone: print the last one"),
     "/upload": ("PATH", "copy a file into the sandbox's /mnt/data"),
     "/save": ("[TITLE]", "save this conversation (optionally with a title)"),
+    "/rate": ("good|bad", "mark this conversation good or bad, for `sessions export --format sft --rated good`"),
     "/sessions": ("", "list saved sessions"),
     "/resume": ("ID", "continue a saved session"),
     "/raw": ("", "last prompt and completion as Harmony text"),
@@ -267,6 +268,19 @@ class Repl:
         if arg:
             runner.sessions().set_title(session_id, arg)
         self.err.print(f"saved as {session_id}; resume with `oss-agent chat --session {session_id}`", style="green")
+
+    def _cmd_rate(self, arg: str) -> None:
+        rating = arg.strip().lower()
+        if rating not in ("good", "bad", "none"):
+            self.err.print("usage: /rate good|bad (none clears it)", style="yellow")
+            return
+        recorder = self.runner.recorder
+        if recorder is None or recorder.session_id is None:
+            self.err.print("nothing saved to rate yet: talk first (or /save when saving is off)", style="yellow")
+            return
+        self.runner.sessions().rate(recorder.session_id, None if rating == "none" else rating)
+        said = f"rated {rating}" if rating != "none" else "rating cleared"
+        self.err.print(f"{said}: session {recorder.session_id}", style="green")
 
     def _cmd_sessions(self, arg: str) -> None:
         from agent.cli.manage import _when

@@ -219,8 +219,8 @@ class Runner:
         return result
 
     def record(self, event: Any) -> None:
-        """Store what a session keeps of an event: completed messages and compactions."""
-        if getattr(event, "type", None) in ("message", "compacted"):
+        """Store what a session keeps of an event (`SessionRecorder.record`)."""
+        if getattr(event, "type", None) in ("message", "compacted", "tool_result", "step"):
             self._saving(lambda recorder: recorder.record(event))
 
     def _saving(self, write: Callable[[SessionRecorder], None]) -> None:

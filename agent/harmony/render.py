@@ -13,6 +13,7 @@ Two ways to build the next prompt:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from openai_harmony import (
     Conversation,
@@ -42,6 +43,28 @@ class PromptSettings:
     builtins: list[ToolNamespaceConfig] = field(default_factory=list)
     functions: list[ToolDescription] = field(default_factory=list)
     response_format: str | None = None  # the `# Response Formats` entry (`OutputSpec.format_text()`)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready data (what a session stores to render the same prompt again)."""
+        return {
+            "reasoning_effort": self.reasoning_effort,
+            "date": self.date,
+            "instructions": self.instructions,
+            "builtins": [b.model_dump(mode="json") for b in self.builtins],
+            "functions": [f.model_dump(mode="json") for f in self.functions],
+            "response_format": self.response_format,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptSettings:
+        return cls(
+            reasoning_effort=data.get("reasoning_effort") or "medium",
+            date=data.get("date"),
+            instructions=data.get("instructions"),
+            builtins=[ToolNamespaceConfig.model_validate(b) for b in data.get("builtins") or []],
+            functions=[ToolDescription.model_validate(f) for f in data.get("functions") or []],
+            response_format=data.get("response_format"),
+        )
 
     def header_messages(self) -> list[Message]:
         system = SystemContent.new().with_reasoning_effort(EFFORTS[self.reasoning_effort])
