@@ -7,7 +7,7 @@
 - **Exact duplicates**: the same token ids twice (a session exported twice, a
   conversation copied): the later ones go.
 - **Near duplicates**: MinHash (datasketch) over character 5-grams of the
-  user's messages, with LSH at a Jaccard threshold (0.8 by default): of
+  turn's user message, with LSH at a Jaccard threshold (0.8 by default): of
   examples asking nearly the same thing, the first one stays.
 """
 

@@ -55,7 +55,7 @@ class ExportReport:
                        f"longest example {self.longest:,}")
         for reason, count in self.skipped.most_common():
             out.append(f"skipped: {count:,} × {reason}")
-        similar = (f"{self.near_duplicates:,} near (MinHash on the user's messages, Jaccard ≥ {self.threshold})"
+        similar = (f"{self.near_duplicates:,} near (MinHash on the user's message, Jaccard ≥ {self.threshold})"
                    if self.threshold is not None else "near duplicates kept")
         out.append(f"duplicates dropped: {self.exact_duplicates:,} exact, {similar}")
         if self.broken_text:
