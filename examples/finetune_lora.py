@@ -31,6 +31,8 @@ The hub checkpoint stores its experts in MXFP4; without the Triton kernels trans
 dequantizes them to bfloat16 on load. Lower-memory 4-bit bases (bitsandbytes, QLoRA) load
 through `AutoModelForCausalLM.from_pretrained(..., quantization_config=...)` in `load_model`;
 a 4-bit base can train an adapter but not be merged into (`--merge-to` needs a bf16/fp32 base).
+`--merge-to` saves the model only, not the tokenizer: point the server at the base's
+(e.g. `vllm serve ./merged --tokenizer openai/gpt-oss-20b`).
 Only the CPU path is tested here (on a tiny random model).
 """
 
@@ -158,8 +160,8 @@ def train(model: Any, examples: Sequence[Example], config: TrainConfig,
     torch.manual_seed(config.seed)  # dropout
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    per_epoch = math.ceil(math.ceil(len(examples) / config.batch_size) / config.grad_accum)
-    total = config.max_steps if config.max_steps is not None else per_epoch * config.epochs
+    per_epoch = math.ceil(len(examples) / config.batch_size)  # batches; accumulation windows run across epochs
+    total = config.max_steps or math.ceil(per_epoch * config.epochs / config.grad_accum)
     device = params[0].device
     model.train()
     losses: list[float] = []

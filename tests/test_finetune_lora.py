@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from openai_harmony import Conversation, Message, Role, SystemContent
 
 from agent.backends.transformers import TransformersBackend
 from agent.cli.build import make_backend
@@ -24,6 +23,7 @@ pytest.importorskip("peft")
 
 from safetensors import safe_open  # noqa: E402  (after the skip: both come with the extras)
 from test_backend_transformers import chain, collect, flat, req, tiny_config  # noqa: E402
+from test_backend_transformers import render as prompt  # noqa: E402  (system + user, as the SFT rows)
 from transformers import GptOssForCausalLM  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -42,14 +42,6 @@ def _load_script():
 
 
 ft = _load_script()
-
-
-def prompt(question: str) -> list[int]:
-    conv = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
-        Message.from_role_and_content(Role.USER, question),
-    ])
-    return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
 def target(answer: str) -> list[int]:
