@@ -31,8 +31,8 @@ The hub checkpoint stores its experts in MXFP4; without the Triton kernels trans
 dequantizes them to bfloat16 on load. Lower-memory 4-bit bases (bitsandbytes, QLoRA) load
 through `AutoModelForCausalLM.from_pretrained(..., quantization_config=...)` in `load_model`;
 a 4-bit base can train an adapter but not be merged into (`--merge-to` needs a bf16/fp32 base).
-`--merge-to` saves the model only, not the tokenizer: point the server at the base's
-(e.g. `vllm serve ./merged --tokenizer openai/gpt-oss-20b`).
+`--merge-to` also copies the base's tokenizer when it has one (a base without one, like the
+tests' tiny model, gets a note on stderr: point the server at a tokenizer, e.g. `--tokenizer`).
 Only the CPU path is tested here (on a tiny random model).
 """
 
@@ -189,9 +189,20 @@ def train(model: Any, examples: Sequence[Example], config: TrainConfig,
     return TrainReport(losses[0], losses[-1], len(losses), losses)
 
 
-def merge(model: Any, out: str | Path) -> None:
-    """Fold the adapter of a PeftModel into its base weights and save the full model to `out`."""
+def merge(model: Any, out: str | Path, tokenizer_from: str | None = None) -> None:
+    """Fold the adapter of a PeftModel into its base weights and save the full model to `out`.
+
+    With `tokenizer_from` (the base's id or folder) its tokenizer is saved next to the weights, if it has one.
+    """
     model.merge_and_unload().save_pretrained(out)
+    if tokenizer_from is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(out)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"note: no tokenizer saved with the merged model ({reason})", file=sys.stderr)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -228,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data is None:
         from peft import PeftModel
 
-        merge(PeftModel.from_pretrained(model, args.adapter), args.merge_to)
+        merge(PeftModel.from_pretrained(model, args.adapter), args.merge_to, args.model)
         print(f"merged {args.adapter} into {args.model}: saved to {args.merge_to}")
         return 0
     config = TrainConfig(rank=args.rank, alpha=args.alpha, dropout=args.dropout,
@@ -242,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = (f"loss {report.first_loss:.4f} -> {report.last_loss:.4f} in {report.steps} steps; "
             f"adapter saved to {args.out}")
     if args.merge_to:
-        merge(lora, args.merge_to)
+        merge(lora, args.merge_to, args.model)
         done += f"; merged model saved to {args.merge_to}"
     print(done)
     return 0

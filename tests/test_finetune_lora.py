@@ -166,6 +166,7 @@ def test_the_script_runs_as_a_program(trained, tmp_path):
     assert proc.stdout.startswith("loss ") and f"in 2 steps; adapter saved to {out}" in proc.stdout
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
     assert (tmp_path / "full" / "model.safetensors").is_file()
+    assert "note: no tokenizer saved with the merged model" in proc.stderr  # the tiny base has none
     assert subprocess.run([sys.executable, str(SCRIPT), "--model", str(model_dir)],
                           capture_output=True, text=True).returncode == 2  # neither --data nor --adapter
 
