@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS messages (
     channel TEXT,
     body TEXT NOT NULL,
     error TEXT,
+    step INTEGER,
     PRIMARY KEY (session_id, seq)
 );
 CREATE TABLE IF NOT EXISTS compactions (
@@ -76,7 +77,7 @@ CREATE TABLE IF NOT EXISTS prompts (
 CREATE INDEX IF NOT EXISTS sessions_by_update ON sessions(updated_at);
 """
 # Columns added since the first version; older databases get them on open.
-_ADDED_COLUMNS = (("sessions", "rating", "TEXT"), ("messages", "error", "TEXT"))
+_ADDED_COLUMNS = (("sessions", "rating", "TEXT"), ("messages", "error", "TEXT"), ("messages", "step", "INTEGER"))
 RATINGS = ("good", "bad")
 TITLE_CHARS = 60
 
@@ -147,6 +148,7 @@ class SavedSession:
     prompt_history: list[Message] | None = None
     seqs: list[int] = field(default_factory=list)  # each message's position in the session
     times: list[float] = field(default_factory=list)  # when each message was stored (Unix time)
+    steps: list[int | None] = field(default_factory=list)  # the sampling step of the turn that wrote each message
     errors: dict[int, str] = field(default_factory=dict)  # position -> why it failed (a tool error, a rejected answer)
     compactions: list[tuple[int, list[Message]]] = field(default_factory=list)  # (from position, prompt history)
     prompts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (from position, PromptSettings data)
@@ -205,7 +207,7 @@ class SessionStore:
         return session_id
 
     @_storage
-    def append(self, session_id: str, message: Message, error: str | None = None) -> int:
+    def append(self, session_id: str, message: Message, error: str | None = None, step: int | None = None) -> int:
         """Store one message at the end of the session; returns its position."""
         from openai_harmony import Role
 
@@ -224,9 +226,9 @@ class SessionStore:
             row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = ?", (session_id,))
             seq = row.fetchone()[0]
             db.execute(
-                "INSERT INTO messages (session_id, seq, created_at, role, channel, body, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, now, message.author.role.value, message.channel, body, error),
+                "INSERT INTO messages (session_id, seq, created_at, role, channel, body, error, step) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, now, message.author.role.value, message.channel, body, error, step),
             )
         return seq
 
@@ -356,7 +358,7 @@ class SessionStore:
         db = self._conn()
         row = db.execute(f"SELECT {_INFO_COLUMNS} FROM sessions WHERE id = ?", (full,)).fetchone()
         bodies = db.execute(
-            "SELECT seq, body, error, created_at FROM messages WHERE session_id = ? ORDER BY seq", (full,)
+            "SELECT seq, body, error, created_at, step FROM messages WHERE session_id = ? ORDER BY seq", (full,)
         ).fetchall()
         compacted = db.execute(
             "SELECT seq_after, history FROM compactions WHERE session_id = ? ORDER BY seq_after", (full,)
@@ -375,6 +377,7 @@ class SessionStore:
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"session {full} is damaged and cannot be read: {exc}") from None
         return SavedSession(_info(row), messages, prompt, seqs=[b[0] for b in bodies], times=[b[3] for b in bodies],
+                            steps=[b[4] for b in bodies],
                             errors={b[0]: b[2] for b in bodies if b[2]}, compactions=compactions, prompts=settings)
 
 
@@ -427,7 +430,7 @@ class SessionRecorder:
             message = event.message
             role = message.author.role
             error, self._tool_error = (self._tool_error, None) if role == Role.TOOL else (None, self._tool_error)
-            seq = self.add(message, error)
+            seq = self.add(message, error, event.step)
             if role == Role.USER:
                 self._store_prompt(seq)
             elif role == Role.ASSISTANT and message.channel == "final":
@@ -447,7 +450,7 @@ class SessionRecorder:
             self.store.add_prompt_settings(self.session_id, seq, settings)
             self._prompt = settings
 
-    def add(self, message: Message, error: str | None = None) -> int:
+    def add(self, message: Message, error: str | None = None, step: int | None = None) -> int:
         """Store `message` (a user message the turn started with replaces its early copy); returns its position."""
         from openai_harmony import Role
 
@@ -457,7 +460,7 @@ class SessionRecorder:
             return seq
         if self.session_id is None:
             self.session_id = self.store.create(session_settings(self.agent, **self.meta))
-        return self.store.append(self.session_id, message, error)
+        return self.store.append(self.session_id, message, error, step)
 
     def save_all(self) -> str:
         """Make sure the whole conversation so far is stored (for `/save` when saving was off)."""

@@ -6,7 +6,8 @@ schemas of the functions) and `chat_template_kwargs` (`reasoning_effort`,
 `builtin_tools`). A few keys the template ignores keep the conversion lossless:
 `channel` on a message that is not what its shape implies (a preamble, an
 analysis with nothing after it, a call on the analysis channel), `recipient`
-on a call to a built-in tool, `content_type` on a call, and the top-level
+on a call to a built-in tool, `content_type` on a call or a structured
+answer, and the top-level
 `conversation_start_date`, `builtin_namespaces` and `response_format`.
 `from_chat` reads them back into Harmony messages, which render to the same
 token ids as the example.
@@ -128,6 +129,8 @@ def _row(message: Message, text: str) -> dict[str, Any]:
     row = {"role": "assistant", "content": text}
     if message.channel != "final":
         row["channel"] = message.channel
+    if message.content_type:  # a structured answer's `<|constrain|>json`
+        row["content_type"] = message.content_type
     return row
 
 
@@ -157,7 +160,8 @@ def _messages(row: dict[str, Any], last_call: str | None) -> tuple[list[Message]
         out.append(message)
         last_call = recipient
     if not row.get("tool_calls"):
-        out.append(_assistant(content, row.get("channel") or "final"))
+        message = _assistant(content, row.get("channel") or "final")
+        out.append(message.with_content_type(row["content_type"]) if row.get("content_type") else message)
     return out, last_call
 
 

@@ -7,13 +7,14 @@ assistant message with its analysis, preambles and calls, and the tool results
 between them. `labels` equal `input_ids` on the tokens the assistant sampled
 (its `<|channel|>`, `<|message|>`, `<|end|>`, `<|call|>` and the closing
 `<|return|>` included; a `<|start|>assistant` only where the model wrote it,
-after one of its own messages) and -100 on everything else: the prompt, the
-tool results and the `<|start|>assistant` the loop writes after each result.
+after one of its own messages in the same sampling pass) and -100 on everything
+else: the prompt, the tool results and the `<|start|>assistant` the loop writes
+after each result or after a pass that ended early.
 
-Inside a tool chain the loop extends the prompt with the tokens the model
-sampled; the example renders the stored messages instead, the same tokens
-whenever the model wrote canonical Harmony (header order as gpt-oss samples
-it), the canonical spelling when it did not.
+Inside a tool chain the loop extends the prompt with each message under its
+canonical header and with the content tokens as sampled; the example encodes
+the stored text again, which gives the same ids unless the model spelled its
+text with an unusual split into tokens (the text is the same either way).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TurnExample:
     started_at: float = 0.0
     rating: str | None = None
     errors: list[str] = field(default_factory=list)  # failed tool calls of the turn
+    steps: list[int | None] | None = None  # the sampling step that wrote each target message, when known
 
     @property
     def user_text(self) -> str:
@@ -55,7 +57,7 @@ class TurnExample:
         return [m.recipient for m in self.target if m.author.role == Role.ASSISTANT and m.recipient]
 
     def render(self) -> tuple[list[int], list[int]]:
-        return render_example(self.settings, self.history, self.target)
+        return render_example(self.settings, self.history, self.target, self.steps)
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,14 @@ class Skipped:
     reason: str
 
 
-def render_example(settings: PromptSettings, history: list[Message], target: list[Message]) -> tuple[
-    list[int], list[int]
-]:
-    """`input_ids` and `labels` for one turn: the rendered prompt, then the turn with its loss mask."""
+def render_example(
+    settings: PromptSettings, history: list[Message], target: list[Message], steps: list[int | None] | None = None
+) -> tuple[list[int], list[int]]:
+    """`input_ids` and `labels` for one turn: the rendered prompt, then the turn with its loss mask.
+
+    `steps` (the sampling step of each target message) tells where a new sampling
+    pass began: there the `<|start|>assistant` came from the loop, not the model.
+    """
     ids = special_ids()
     header = list(ids.assistant_header)
     tokens = render_turn(settings, history)
@@ -83,6 +89,10 @@ def render_example(settings: PromptSettings, history: list[Message], target: lis
             labels += [IGNORE] * (len(piece) + len(header))
             header_given = True
             continue
+        if not header_given and steps is not None and i > 0 and steps[i] != steps[i - 1]:
+            header_given = True  # a pass that ended after reasoning: the loop wrote the next header
+            tokens += header
+            labels += [IGNORE] * len(header)
         if header_given:
             piece = piece[len(header) :]
         if i == len(target) - 1 and message.channel == "final" and piece[-1] == ids.end:
@@ -126,8 +136,9 @@ def session_turns(saved: Any) -> Iterator[TurnExample | Skipped]:
             yield Skipped(sid, number, "the answer was rejected")
         else:
             failed = [saved.errors[seqs[i]] for i in range(u + 1, last) if seqs[i] in saved.errors]
+            steps = saved.steps[u + 1 : end] if saved.steps else None
             yield TurnExample(sid, number, settings_at(seqs[u]), prompt_view(prompt), target, times[u],
-                              saved.info.rating, failed)
+                              saved.info.rating, failed, steps)
 
 
 def _settings_lookup(saved: Any) -> Any:
