@@ -24,6 +24,7 @@ BENCHMARKS = {
     "llamacpp": "benchmarks.bench_llamacpp",
     "history": "benchmarks.bench_history",
     "output": "benchmarks.bench_output",
+    "export": "benchmarks.bench_export",
 }
 
 

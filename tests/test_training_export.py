@@ -343,3 +343,18 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
     store.append("abc123", Message.from_role_and_content(Role.USER, "hi"), error=None)
     assert store.load("abc123").info.rating == "good"
     store.close()
+
+
+def test_follow_ups_are_judged_with_their_conversation(store):
+    """"Thanks!" after different questions is no duplicate; a session's own turns never count as duplicates."""
+    for question in ("What's the weather like in Paris today?", "Write a haiku about autumn leaves."):
+        agent = Agent(ScriptedBackend([final("Done."), final("You are welcome.")]), date=DATE)
+        record(agent, store, [question, "Thanks!"])
+    agent = Agent(ScriptedBackend([final("Sunny."), final("Still sunny.")]), date=DATE)
+    record(agent, store, ["Is it sunny in Rome right now?", "Is it sunny in Rome right now??"])
+    rows, report = export(store, all_sessions=True)
+    assert (report.examples, report.near_duplicates) == (6, 0)
+    agent = Agent(ScriptedBackend([final("Done."), final("You're welcome.")]), date=DATE)
+    record(agent, store, ["what's the weather like in Paris today", "thanks!"])  # the first conversation again
+    rows, report = export(store, all_sessions=True)
+    assert (report.examples, report.near_duplicates) == (6, 2)

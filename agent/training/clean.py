@@ -7,8 +7,11 @@
 - **Exact duplicates**: the same token ids twice (a session exported twice, a
   conversation copied): the later ones go.
 - **Near duplicates**: MinHash (datasketch) over character 5-grams of the
-  turn's user message, with LSH at a Jaccard threshold (0.8 by default): of
-  examples asking nearly the same thing, the first one stays.
+  user's messages of the conversation up to the turn, with LSH at a Jaccard
+  threshold (0.8 by default), compared across sessions: of conversations
+  asking nearly the same things, the first one stays. The turns of one
+  session never count as each other's duplicates (each adds a message), and a
+  "Thanks!" after different questions is no duplicate either.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ def exact_key(ids: Sequence[int]) -> str:
 
 
 class NearDuplicates:
-    """Remembers texts; `seen(text)` says whether one about as similar as the threshold came before."""
+    """Remembers texts; `seen(text, group)` says whether one at least as similar as the threshold came before
+    from another group (a session)."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -69,16 +73,17 @@ class NearDuplicates:
             ) from None
         self._minhash = MinHash
         self._index = MinHashLSH(threshold=threshold, num_perm=PERMUTATIONS)
-        self._count = 0
+        self._groups: list[str | None] = []
 
-    def seen(self, text: str) -> bool:
-        """True when a near duplicate of `text` was added before; otherwise `text` is added."""
+    def seen(self, text: str, group: str | None = None) -> bool:
+        """True when a near duplicate of `text` from another group (any, for None) was added before;
+        otherwise `text` is added."""
         signature = self._minhash(num_perm=PERMUTATIONS)
         signature.update_batch(s.encode() for s in shingles(text))
-        if self._index.query(signature):
+        if any(group is None or self._groups[int(key)] != group for key in self._index.query(signature)):
             return True
-        self._index.insert(str(self._count), signature)
-        self._count += 1
+        self._index.insert(str(len(self._groups)), signature)
+        self._groups.append(group)
         return False
 
 

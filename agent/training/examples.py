@@ -48,8 +48,8 @@ class TurnExample:
 
     @property
     def user_text(self) -> str:
-        """The turn's user message, the text near duplicates are judged on."""
-        return message_text(self.history[-1]) if self.history else ""
+        """The user's messages of the conversation up to this turn, the text near duplicates are judged on."""
+        return "\n".join(message_text(m) for m in self.history if m.author.role == Role.USER)
 
     @property
     def calls(self) -> list[str]:

@@ -55,7 +55,7 @@ class ExportReport:
                        f"longest example {self.longest:,}")
         for reason, count in self.skipped.most_common():
             out.append(f"skipped: {count:,} × {reason}")
-        similar = (f"{self.near_duplicates:,} near (MinHash on the user's message, Jaccard ≥ {self.threshold})"
+        similar = (f"{self.near_duplicates:,} near (MinHash on the user's messages, Jaccard ≥ {self.threshold})"
                    if self.threshold is not None else "near duplicates kept")
         out.append(f"duplicates dropped: {self.exact_duplicates:,} exact, {similar}")
         if self.broken_text:
@@ -134,7 +134,7 @@ def export_sft(
                     key = exact_key(row["input_ids"])
                     if key in seen:
                         report.exact_duplicates += 1
-                    elif near is not None and near.seen(turn.user_text):
+                    elif near is not None and near.seen(turn.user_text, turn.session):
                         report.near_duplicates += 1
                     else:
                         seen.add(key)
