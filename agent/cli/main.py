@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", dest="base_url", metavar="URL", help="server URL for --backend llamacpp or openai")
     p.set_defaults(handler=cmd_models)
 
-    p = sub.add_parser("sessions", parents=[common], help="list, show or delete saved sessions",
+    p = sub.add_parser("sessions", parents=[common], help="list, show, export, rate or delete saved sessions",
                        description="Saved conversations. Without a subcommand: list them.")
     p.set_defaults(handler=cmd_sessions, action="list")
     actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
