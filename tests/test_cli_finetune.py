@@ -88,3 +88,18 @@ def test_export_errors_are_one_line(tmp_path):
     assert bad_date.returncode != 0 and "--since takes a date like" in bad_date.stderr
     unknown = run_cli("sessions", "rate", "nope", "good", env=env)
     assert unknown.returncode != 0 and "no saved session 'nope'" in unknown.stderr
+
+
+def test_a_session_with_an_adapter_resumes_with_it(tmp_path):
+    from agent.cli import build
+    from agent.cli.options import resolve
+    from agent.sessions import SavedSession, SessionInfo
+
+    adapter = tmp_path / "finetuned_adapter"
+    options = resolve({"backend": "transformers", "adapter": str(adapter)})
+    meta = build.session_meta(options)
+    assert meta["adapter"] == str(adapter.resolve())
+    saved = SavedSession(SessionInfo("abc", 0.0, 0.0, "t", 1, {"backend": "transformers", **meta}))
+    assert build.options_for_session(resolve({}), saved).adapter == str(adapter.resolve())
+    assert build.options_for_session(resolve({"adapter": "other"}), saved).adapter == "other"  # a flag wins
+    assert "adapter" not in build.session_meta(resolve({}))

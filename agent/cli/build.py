@@ -129,7 +129,10 @@ def mcp_servers(options: Options) -> list[Any]:
 
 def session_meta(options: Options) -> dict[str, Any]:
     """What a saved session records besides the prompt settings."""
-    return {"model": options.model, "backend": options.backend, "tools": tool_specs(options)}
+    meta = {"model": options.model, "backend": options.backend, "tools": tool_specs(options)}
+    if options.adapter:  # a fine-tuned model is resumed with its adapter
+        meta["adapter"] = str(Path(options.adapter).expanduser().resolve())
+    return meta
 
 
 def options_for_session(options: Options, saved: SavedSession) -> Options:
@@ -141,6 +144,7 @@ def options_for_session(options: Options, saved: SavedSession) -> Options:
         "tools": s.get("tools"),
         "model": s.get("model"),
         "backend": s.get("backend"),
+        "adapter": s.get("adapter"),
     }
     updates: dict[str, Any] = {
         k: v for k, v in from_session.items() if k not in options.explicit and (v is not None or k == "instructions")
