@@ -74,6 +74,7 @@ def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):
     assert again.returncode == 0 and again.stdout == "" and "nothing was exported" in again.stderr
     everything = run_cli("sessions", "export", "--format", "sft", "--all", env=env)
     assert len(everything.stdout.splitlines()) == 3  # JSONL on stdout without -o
+    assert "examples: 3 written (from 3 turns of 2 sessions)" in everything.stderr
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -112,7 +112,8 @@ def export_sft(
     near = NearDuplicates(near_duplicates) if near_duplicates is not None else None
     seen: set[str] = set()
     with _output(out) as stream:
-        report.path = getattr(stream, "name", None) if not isinstance(out, (str, Path)) else str(out)
+        name = str(out) if isinstance(out, (str, Path)) else getattr(stream, "name", None)
+        report.path = name if isinstance(name, str) and not name.startswith("<") else None  # not "<stdout>"
         for session_id in dict.fromkeys(chosen):
             saved = store.load(session_id)
             if rated is not None and saved.info.rating != rated:
