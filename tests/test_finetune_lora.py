@@ -211,9 +211,11 @@ def test_cli_adapter_goes_to_the_transformers_backend_only(trained, monkeypatch,
 
 def _exported(tmp_path: Path) -> Path:
     """A recorded two-turn tool chain, exported with `oss-agent sessions export --format sft`'s function."""
+    from helpers import recorded
+
     from agent import Agent, tool
     from agent.backends import ScriptedBackend, call, final
-    from agent.sessions import SessionRecorder, SessionStore, export_sft
+    from agent.sessions import SessionStore, export_sft
 
     @tool
     def get_weather(city: str) -> str:
@@ -224,11 +226,7 @@ def _exported(tmp_path: Path) -> Path:
               final("Sunny in Paris.", reasoning="The tool says so."), final("You are welcome.")]
     agent = Agent(ScriptedBackend(script), tools=[get_weather], date="2026-12-01")
     store = SessionStore(tmp_path / "sessions.db")
-    recorder = SessionRecorder(store, agent)
-    for question in ("Weather in Paris?", "Thanks!"):
-        recorder.begin_turn(question)
-        for event in agent.stream(question):
-            recorder.record(event)
+    recorder = recorded(agent, store, ["Weather in Paris?", "Thanks!"])
     data = tmp_path / "data.jsonl"
     assert export_sft(store, [recorder.session_id], out=data).examples == 2
     store.close()

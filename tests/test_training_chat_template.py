@@ -13,13 +13,14 @@ import io
 import json
 import re
 
+from helpers import recorded
 from openai_harmony import Role
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from agent import Agent, tool
 from agent.backends import ScriptedBackend, call, final
 from agent.harmony.encoding import get_encoding
-from agent.sessions import SessionRecorder, SessionStore, export_sft
+from agent.sessions import SessionStore, export_sft
 
 
 @tool
@@ -42,11 +43,7 @@ def exported_rows(tmp_path) -> list[dict]:
     agent = Agent(ScriptedBackend(script), tools=[get_weather], date="2026-12-01", instructions="Be brief.",
                   reasoning_effort="low")
     store = SessionStore(tmp_path / "s.db")
-    recorder = SessionRecorder(store, agent)
-    for prompt in ("Weather in Paris?", "And Rome?"):
-        recorder.begin_turn(prompt)
-        for event in agent.stream(prompt):
-            recorder.record(event)
+    recorder = recorded(agent, store, ["Weather in Paris?", "And Rome?"])
     out = io.StringIO()
     export_sft(store, [recorder.session_id], out=out)
     store.close()

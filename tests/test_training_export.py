@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from helpers import recorded
 from openai_harmony import Message, Role
 from pydantic import BaseModel
 
@@ -34,14 +35,8 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}, 21 C"
 
 
-def record(agent: Agent, store: SessionStore, prompts: list[str], **meta) -> SessionRecorder:
-    """Run `prompts` as the CLI does: the turn's user message first, then every event."""
-    recorder = SessionRecorder(store, agent, model="gpt-oss:20b", backend="scripted", **meta)
-    for prompt in prompts:
-        recorder.begin_turn(prompt)
-        for event in agent.stream(prompt):
-            recorder.record(event)
-    return recorder
+def record(agent: Agent, store: SessionStore, prompts: list[str]) -> SessionRecorder:
+    return recorded(agent, store, prompts, model="gpt-oss:20b", backend="scripted")
 
 
 def export(store: SessionStore, ids=None, **kwargs):
@@ -352,9 +347,9 @@ def test_follow_ups_are_judged_with_their_conversation(store):
         record(agent, store, [question, "Thanks!"])
     agent = Agent(ScriptedBackend([final("Sunny."), final("Still sunny.")]), date=DATE)
     record(agent, store, ["Is it sunny in Rome right now?", "Is it sunny in Rome right now??"])
-    rows, report = export(store, all_sessions=True)
+    _, report = export(store, all_sessions=True)
     assert (report.examples, report.near_duplicates) == (6, 0)
     agent = Agent(ScriptedBackend([final("Done."), final("You're welcome.")]), date=DATE)
     record(agent, store, ["what's the weather like in Paris today", "thanks!"])  # the first conversation again
-    rows, report = export(store, all_sessions=True)
+    _, report = export(store, all_sessions=True)
     assert (report.examples, report.near_duplicates) == (6, 2)
