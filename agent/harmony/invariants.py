@@ -23,8 +23,8 @@ from openai_harmony import Conversation, HarmonyError, Message, Role
 from agent.harmony.encoding import get_encoding
 from agent.harmony.header import CHANNELS
 from agent.harmony.parse import message_text
+from agent.harmony.sanitize import has_lone_surrogate
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTENT_TYPE = re.compile(r"(<\|constrain\|>)?[^\s<>|]+")
 
 
@@ -60,7 +60,7 @@ def history_problems(history: list[Message], route: Callable[[str], str | None] 
 
 def _message_problems(message: Message, route: Callable[[str], str | None] | None) -> list[str]:
     text = message_text(message)
-    if _SURROGATE.search(text):
+    if has_lone_surrogate(text):
         return ["its text holds a lone surrogate"]
     enc = get_encoding()
     try:

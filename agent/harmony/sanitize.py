@@ -43,6 +43,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """True when `text` holds a surrogate code point of its own (not valid Unicode; cannot be encoded)."""
+    return _SURROGATE.search(text) is not None
+
+
 def valid_unicode(text: str) -> str:
     """`text` with every lone surrogate (undecodable input, broken escapes) replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", text)

@@ -22,12 +22,12 @@ import unicodedata
 from collections.abc import Sequence
 
 from agent.errors import ConfigurationError
+from agent.harmony.sanitize import has_lone_surrogate
 
 DEFAULT_THRESHOLD = 0.8
 SHINGLE = 5
 PERMUTATIONS = 128
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # A lead byte of a UTF-8 sequence read as Windows-1252 (Â..ô) followed by continuation bytes read the same way.
 _MOJIBAKE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
@@ -36,7 +36,7 @@ _MOJIBAKE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0
 
 def text_problem(text: str) -> str | None:
     """What is broken in `text` (a short phrase), or None when it is clean."""
-    if _SURROGATE.search(text):
+    if has_lone_surrogate(text):
         return "a lone surrogate"
     if "\ufffd" in text:
         return "a U+FFFD replacement character (text decoded with errors)"
