@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from agent.harmony.render import PromptSettings
     from agent.loop import Agent
+    from agent.training.export import export_sft as export_sft
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -586,8 +587,10 @@ def _like_prefix(key: str) -> str:
     return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def export_sft(*args: Any, **kwargs: Any) -> Any:
-    """Saved sessions as supervised fine-tuning examples; see `agent.training.export.export_sft`."""
-    from agent.training.export import export_sft as export
+def __getattr__(name: str) -> Any:
+    """`export_sft` (saved sessions as fine-tuning examples) lives in `agent.training`, imported when asked for."""
+    if name == "export_sft":
+        from agent.training.export import export_sft
 
-    return export(*args, **kwargs)
+        return export_sft
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

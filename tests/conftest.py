@@ -38,3 +38,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def tools_file(tmp_path):
+    """The CLI tests' `@tool` file (`get_weather`, `delete_file`), written where `-t` can load it."""
+    from cli_helpers import WEATHER_TOOLS
+
+    path = tmp_path / "weather_tools.py"
+    path.write_text(WEATHER_TOOLS, encoding="utf-8")
+    return path

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pexpect
-import pytest
-from cli_helpers import PROMPT, WEATHER_TOOLS, StallingFake, cli_env, quit_chat, run_cli, say, serve, spawn_chat
+from cli_helpers import PROMPT, StallingFake, cli_env, quit_chat, run_cli, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
 UP = "\x1b[A"
-
-
-@pytest.fixture
-def tools_file(tmp_path):
-    path = tmp_path / "weather_tools.py"
-    path.write_text(WEATHER_TOOLS, encoding="utf-8")
-    return path
 
 
 def test_two_turns_with_a_tool_then_reset_then_resume(tmp_path, tools_file):

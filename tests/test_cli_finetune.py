@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from cli_helpers import WEATHER_TOOLS, cli_env, quit_chat, run_cli, say, serve, spawn_chat
+from cli_helpers import cli_env, quit_chat, run_cli, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
 from agent.harmony.encoding import get_encoding
 from agent.training.examples import IGNORE
-
-
-@pytest.fixture
-def tools_file(tmp_path):
-    path = tmp_path / "weather_tools.py"
-    path.write_text(WEATHER_TOOLS, encoding="utf-8")
-    return path
 
 
 def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):

@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import WEATHER_TOOLS, StallingFake, cli_env, closed_port, error_lines, run_cli, serve
+from cli_helpers import StallingFake, cli_env, closed_port, error_lines, run_cli, serve
 from fake_ollama import Completion, FakeOllama, call_text, final_text
 
 ANSWER = "It is **sunny** in Paris."
-
-
-@pytest.fixture
-def tools_file(tmp_path):
-    path = tmp_path / "weather_tools.py"
-    path.write_text(WEATHER_TOOLS, encoding="utf-8")
-    return path
 
 
 def weather_script() -> list[str]:

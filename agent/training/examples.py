@@ -19,7 +19,7 @@ text with an unusual split into tokens (the text is the same either way).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ def session_turns(saved: Any) -> Iterator[TurnExample | Skipped]:
                               saved.info.rating, failed, steps)
 
 
-def _settings_lookup(saved: Any) -> Any:
+def _settings_lookup(saved: Any) -> Callable[[int], PromptSettings] | None:
     """A function position -> `PromptSettings`, from the stored prompt settings; None when a session has none.
 
     A session from before prompt settings were stored is still exact when it had

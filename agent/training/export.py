@@ -11,6 +11,7 @@ Each line is one answered turn (see `agent.training.examples`):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections import Counter
@@ -111,9 +112,9 @@ def export_sft(
     report = ExportReport(threshold=near_duplicates)
     near = NearDuplicates(near_duplicates) if near_duplicates is not None else None
     seen: set[str] = set()
-    with _output(out) as stream:
-        name = str(out) if isinstance(out, (str, Path)) else getattr(stream, "name", None)
-        report.path = name if isinstance(name, str) and not name.startswith("<") else None  # not "<stdout>"
+    report.path = str(out) if isinstance(out, (str, Path)) else None
+    with contextlib.ExitStack() as stack:
+        stream = _open(out, stack) if isinstance(out, (str, Path)) else out
         for session_id in dict.fromkeys(chosen):
             saved = store.load(session_id)
             if rated is not None and saved.info.rating != rated:
@@ -182,23 +183,8 @@ def _timestamp(since: str | datetime.date) -> float:
     return moment.timestamp()
 
 
-class _output:
-    """`out` as an open text stream: a path is opened (and closed) here, a stream is used as it is."""
-
-    def __init__(self, out: str | Path | IO[str]) -> None:
-        self.out = out
-        self.opened: IO[str] | None = None
-
-    def __enter__(self) -> IO[str]:
-        if isinstance(self.out, (str, Path)):
-            try:
-                opened = open(self.out, "w", encoding="utf-8")  # closed in __exit__
-            except OSError as exc:
-                raise ConfigurationError(f"cannot write {self.out}: {exc.strerror or exc}") from None
-            self.opened = opened
-            return opened
-        return self.out
-
-    def __exit__(self, *exc: object) -> None:
-        if self.opened is not None:
-            self.opened.close()
+def _open(path: str | Path, stack: contextlib.ExitStack) -> IO[str]:
+    try:
+        return stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror or exc}") from None
