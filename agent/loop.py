@@ -301,33 +301,45 @@ class Agent:
             tool_s, outcome, error = 0.0, "continue", sample.reading.problem
 
             reading = sample.reading
-            for message in reading.messages:  # only usable messages ever reach the history
-                yield self._add(message, result, step)
             last = reading.last
+            calls = [m for m in reading.messages if m.recipient] if reading.problem is None else []
+            if not calls:  # only usable messages ever reach the history
+                for message in reading.messages:
+                    yield self._add(message, result, step)
             if reading.problem is not None:  # keep what was usable, then sample again
                 bad_outputs += 1
                 if bad_outputs > self.output_retries:
                     raise self._bad_output_error(reading, bad_outputs, sample)
                 prompt_ids = _continued(prompt_ids, reading)
                 outcome = "retry"
-            elif last is not None and last.recipient:
+            elif calls:  # every complete call of the pass, in order, each answered before the next
                 bad_outputs = 0
-                signature = (last.recipient, message_text(last))
+                signature = tuple((m.recipient, message_text(m)) for m in calls)
                 repeats = repeats + 1 if signature == last_call else 1
                 last_call = signature
-                if repeats >= self.max_repeated_calls:
-                    refused = ToolCall(last.recipient, last.recipient, None, signature[1], last.channel or "commentary")
-                    refusal = "not run: the same call was repeated; the run was stopped"
-                    self._append(_tool_reply(refused, refusal), result)
-                    raise RepeatedToolCallError(
-                        f"the model called {last.recipient} with the same arguments {repeats} times in a row"
-                    )
                 tool_started = time.perf_counter()
-                async with aclosing(self._call_tool(last, step, result, failures)) as events:
-                    async for event in events:
-                        yield event
+                for message, span in zip(reading.messages, reading.spans, strict=True):
+                    yield self._add(message, result, step)
+                    if not message.recipient:
+                        prompt_ids = prompt_ids + span + list(special_ids().assistant_header)
+                    elif repeats >= self.max_repeated_calls:
+                        refused = ToolCall(
+                            message.recipient, message.recipient, None, message_text(message),
+                            message.channel or "commentary",
+                        )
+                        self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"),
+                                     result)
+                    else:
+                        async with aclosing(self._call_tool(message, step, result, failures)) as events:
+                            async for event in events:
+                                yield event
+                        prompt_ids = extend_chain(prompt_ids, span, special_ids().call, [self.history[-1]])
+                if repeats >= self.max_repeated_calls:
+                    raise RepeatedToolCallError(
+                        f"the model called {last.recipient if last else 'a tool'} with the same arguments "
+                        f"{repeats} times in a row"
+                    )
                 tool_s = time.perf_counter() - tool_started
-                prompt_ids = extend_chain(prompt_ids, reading.tokens, special_ids().call, [self.history[-1]])
                 outcome = "tool_call"
             elif last is not None and last.channel == "final":
                 result.output = result.raw_output = raw = message_text(last)

@@ -136,8 +136,17 @@ def test_success_resets_the_retry_budget():
 
 BAD_OUTPUTS = {
     "truncated header": "<|channel|>comm",
-    "text after end without start": "<|channel|>analysis<|message|>think<|end|>assistant<|channel|>final<|message|>hi",
+    "text between messages": "<|channel|>analysis<|message|>think<|end|>Sure thing.<|start|>assistant<|channel|>final<|message|>hi",
+    "two recipients": "<|channel|>commentary to=functions.a to=functions.b<|message|>{}<|call|>",
 }
+
+
+def test_a_missing_start_between_messages_is_read_as_vllm_does():
+    # harmony #60 / vLLM #22515: `<|start|>` dropped (the role word may stay); the second message is read
+    agent, _ = agent_with(["<|channel|>analysis<|message|>think<|end|>assistant<|channel|>final<|message|>hi"])
+    result = agent.run("go")
+    assert result.output == "hi" and [s.outcome for s in result.steps] == ["final"]
+    assert [m.channel for m in agent.history[1:]] == ["analysis", "final"]
 
 
 @pytest.mark.parametrize("raw", BAD_OUTPUTS.values(), ids=BAD_OUTPUTS.keys())
@@ -158,7 +167,7 @@ def test_tokens_after_return_are_never_read():
 
 
 def test_messages_completed_before_a_parse_error_are_kept():
-    raw = BAD_OUTPUTS["text after end without start"]
+    raw = BAD_OUTPUTS["text between messages"]
     agent, backend = agent_with([raw, "<|channel|>final<|message|>hi<|return|>"])
     agent.run("go")
     # The analysis that completed is in history, and the retry prompt continues after it.

@@ -127,9 +127,37 @@ def to_identifier(name: str) -> str:
     return f"_{ident}" if ident[0].isdigit() else ident
 
 
+def repair_json_arguments(text: str) -> str:
+    """The arguments with the slips peers repair undone; anything else unchanged.
+
+    - a JSON string that holds JSON (`"{\\"city\\": \\"Oslo\\"}"`) is that JSON (vLLM, llama.cpp);
+    - quotes escaped outside any string (`{"query": \\"foo\\"}`) are plain quotes, when that parses.
+    """
+    stripped = text.strip()
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        if '\\"' not in stripped:
+            return text
+        unescaped = stripped.replace('\\"', '"')
+        try:
+            json.loads(unescaped)
+        except json.JSONDecodeError:
+            return text
+        return unescaped
+    if isinstance(value, str) and value.strip().startswith(("{", "[")):
+        try:
+            inner = json.loads(value)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(inner, (dict, list)):
+            return value
+    return text
+
+
 def parse_json_arguments(text: str) -> Any:
     """Read the model's JSON payload, tolerating code fences and text around the object."""
-    text = text.strip()
+    text = repair_json_arguments(text).strip()
     if not text:
         return {}
     try:

@@ -10,7 +10,7 @@ from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from agent.errors import ConfigurationError, ToolRetry
 from tools.base import BuiltinTool, Tool, ToolCall
-from tools.function import FunctionTool, to_identifier
+from tools.function import FunctionTool, repair_json_arguments, to_identifier
 from tools.toolset import LocalToolset, Toolset
 
 # Built-in namespaces by name; each agent gets fresh instances (they hold per-conversation state).
@@ -107,9 +107,13 @@ class ToolRegistry:
         `functions.*` is always a call (an unknown function is answered with an
         error the model can act on); a bare offered name gets its namespace
         (`get_weather` -> `functions.get_weather`, as the gpt-oss reference
-        server reads it); a built-in namespace that is not offered (`python`,
-        `container.exec` with no such tool) is not a call.
+        server reads it); a name with `json` glued on (`functions.shelljson`)
+        means the offered `functions.shell`; a built-in namespace that is not
+        offered (`python`, `container.exec` with no such tool) is not a call.
         """
+        name = recipient.removeprefix("functions.")
+        if name.endswith("json") and name not in self.functions and name[: -len("json")] in self.functions:
+            return f"functions.{name[: -len('json')]}"  # `functions.shelljson`: `<|constrain|>` left out (llama.cpp)
         if recipient.startswith("functions."):
             return recipient
         namespace = recipient.partition(".")[0]
@@ -125,7 +129,7 @@ class ToolRegistry:
         if target.startswith("functions."):
             name = target.removeprefix("functions.")
             if name in self.functions:
-                return self.functions[name], ToolCall(recipient, name, None, arguments, channel)
+                return self.functions[name], ToolCall(recipient, name, None, repair_json_arguments(arguments), channel)
             target = name  # a common slip: `functions.browser.search`, `functions.python`
         namespace, _, method = target.partition(".")
         if namespace in self.builtins:

@@ -1,13 +1,14 @@
 """Read a streamed completion into messages, with Harmony's own parser.
 
 `CompletionParser` takes the sampled token ids one at a time. It splits them
-into messages at the Harmony markers, reads each header with the rules in
-`header.py`, and parses each message with openai-harmony's `StreamableParser`
-from a canonical header, so the content (and its UTF-8 handling) is exactly
-Harmony's. It reports content deltas as they arrive, labelled by what they
-are, and says when the completion is over: once a call or a final answer is
-complete, or at a stop token. Anything written after that is an invented
-continuation and is ignored.
+into messages at the Harmony markers (rules P1-P8 below), reads each header
+with the rules in `header.py` (H1-H12, R1-R7), and parses each message with
+openai-harmony's `StreamableParser` from a canonical header, so the content
+(and its UTF-8 handling) is exactly Harmony's. It reports content deltas as
+they arrive, labelled by what they are, and says when the completion is over:
+at a final answer or a stop token, or at whatever follows a call that is not
+another call. Anything written after that is an invented continuation and is
+ignored.
 
 `finish()` returns a `Reading`: the usable messages, the tokens that stand for
 them in the next prompt of a tool chain, and the reason the completion was not
@@ -17,13 +18,16 @@ fully usable, if it was not. Unusable messages are dropped, never kept.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from openai_harmony import HarmonyError, Message, Role, StreamableParser
 
 from agent.harmony.encoding import get_encoding, special_ids
-from agent.harmony.header import Header, HeaderError, RecipientReader, read_header, sampled_header
+from agent.harmony.header import CHANNELS, Header, HeaderError, RecipientReader, read_header, sampled_header
+from tools.function import repair_json_arguments
 
 DeltaKind = Literal["reasoning", "preamble", "text", "arguments"]
 
@@ -42,6 +46,7 @@ class Reading:
     tokens: list[int] = field(default_factory=list)  # the messages as the next chain prompt holds them
     problem: str | None = None  # why (part of) the completion was unusable
     cut: bool = False  # the completion was cut by the token budget or the context
+    spans: list[list[int]] = field(default_factory=list)  # each message's own tokens in `tokens`
 
     @property
     def last(self) -> Message | None:
@@ -66,6 +71,17 @@ def vocabulary_size() -> int:
     return lo + 1
 
 
+_BETWEEN = {"assistant", *CHANNELS}  # stray words a missing `<|start|>assistant<|channel|>` leaves between messages
+_MAX_STRAY = 64  # tokens of stray text between messages worth holding before giving up on them
+_STRIPPED = re.compile(r"assistant(analysis|commentary|final)")  # `<|end|><|start|>assistant<|channel|>X<|message|>`
+_STRIPPED_HEAD = re.compile(r"\s*(?:assistant)?(analysis|commentary|final)")
+
+
+@functools.cache
+def _is_special(token: int) -> bool:
+    return bool(get_encoding().is_special_token(token))
+
+
 class _Open:
     """The message being read."""
 
@@ -74,14 +90,42 @@ class _Open:
         self.header: list[int] = []
         self.content: list[int] = []
         self.in_content = False
+        self.has_message = False  # the header ended at `<|message|>`
         self.read: Header | None = None
         self.error: str | None = None
         self.stream: StreamableParser | None = None
-        self.stopped = False  # the completion stopped inside this message's header
+        self.stopped = False  # reading stopped inside this message's header
 
 
 class CompletionParser:
-    """Incremental reader for one sampling pass (the tokens after `<|start|>assistant`)."""
+    """Incremental reader for one sampling pass (the tokens after `<|start|>assistant`).
+
+    The rules for splitting a completion into messages, on top of `header.py`'s
+    for each header:
+
+    - P1 (harmony): a message ends at `<|end|>`, `<|call|>` or `<|return|>`; the
+      completion is over at a final answer or `<|return|>`.
+    - P2 (harmony #68, vLLM, sglang): a server that does not stop at `<|call|>`
+      may send several complete calls; each is kept and run in order. After a
+      call, only further calls are read: any other message was written without
+      the tool's result, so it and everything after it are ignored.
+    - P3 (vLLM): `<|end|>` followed by `<|channel|>` is a new message whose
+      `<|start|>assistant` is missing; stray words a missing marker leaves
+      (`assistant`, `commentary`) are skipped. Any other text between messages
+      stops the reading there (vLLM keeps what came before).
+    - P4 (harmony): `<|start|>` inside content means the `<|end|>` was missing.
+    - P5 (sglang): text before the completion's first `<|start|>` is a preamble;
+      a lone `<|end|>` before anything is skipped.
+    - P6 (vLLM, sglang, llama.cpp #25321): a completion without any Harmony
+      marker comes from a server that dropped the special tokens, or is bare
+      text: `analysisTHINKINGassistantfinalANSWER` gives the reasoning and the
+      answer, bare text is the answer. A call cannot be read safely from such
+      text and is never run.
+    - P7 (vLLM-MLX #562): a call whose JSON is still open when the stream ends
+      was cut, not made.
+    - P8 (llama.cpp): a recipient-less commentary that ends the completion is
+      the answer.
+    """
 
     def __init__(self, recipients: RecipientReader = _as_is) -> None:
         self._recipients = recipients
@@ -92,6 +136,9 @@ class CompletionParser:
         self._kept: list[tuple[Message, list[int]]] = []
         self._problem: str | None = None
         self._ended_on_kept = False  # the last thing read was a complete, usable message
+        self._called = False  # a complete call was kept (P2)
+        self._between: list[int] = []  # stray tokens between two messages (P3)
+        self._marked = False  # a Harmony special token was seen (P6)
 
     # -- streaming ------------------------------------------------------------
 
@@ -100,20 +147,18 @@ class CompletionParser:
         if self.done:
             return None
         self.tokens.append(token)
+        if not self._marked and _is_special(token):
+            self._marked = True
         ids, current = self._ids, self._open
-        if current is None:  # between messages
-            if token == ids.start:
-                self._open = _Open(first=False)
-            elif token in ids.stops:
-                self.done = True  # `<|end|><|return|>`, `<|end|><|call|>`: nothing more
-            else:
-                self._stop(f"unexpected token {token} between messages")
+        if current is None:
+            self._feed_between(token)
             return None
         if not current.in_content:
-            return self._feed_header(current, token)
+            self._feed_header(current, token)
+            return None
         if token in (ids.end, ids.call, ids.return_):
             self._close(current, token)
-        elif token == ids.start:  # `<|end|>` missing: the message is over, a new one starts
+        elif token == ids.start:  # P4
             self._close(current, ids.end)
             if not self.done:
                 self._open = _Open(first=False)
@@ -121,41 +166,67 @@ class CompletionParser:
             return self._feed_content(current, token)
         return None
 
-    def _feed_header(self, current: _Open, token: int) -> Delta | None:
+    def _feed_between(self, token: int) -> None:
+        ids = self._ids
+        if token in (ids.start, ids.channel):  # P3
+            stray = get_encoding().decode(self._between).strip()
+            self._between = []
+            if stray and stray not in _BETWEEN:
+                self._stop(f"text between two messages: {stray[:40]!r}")
+                return
+            self._open = _Open(first=False)
+            if token == ids.channel:
+                self._open.header.append(token)
+        elif token in ids.stops:
+            self.done = True  # `<|end|><|return|>`, `<|end|><|call|>`: nothing more (P1)
+        elif _is_special(token) or len(self._between) >= _MAX_STRAY:
+            self._stop(f"unexpected token {token} between messages")
+        else:
+            self._between.append(token)
+
+    def _feed_header(self, current: _Open, token: int) -> None:
         ids = self._ids
         if token == ids.message:
+            current.in_content = current.has_message = True
+            self._begin(current)
+        elif token == ids.end and not current.header:
+            self._open = None  # P5: an empty message (a lone `<|end|>`) is nothing
+        elif token in (ids.end, ids.call, ids.return_):  # no `<|message|>`: harmony's non-strict reading (H12)
             current.in_content = True
-            self._begin(current, self._header_text(current), has_message=True)
-        elif token in (ids.end, ids.call, ids.return_):  # no `<|message|>`: harmony's non-strict reading
-            current.in_content = True
-            self._begin(current, self._header_text(current), has_message=False)
+            self._begin(current)
             self._close(current, token)
         elif token == ids.start:
-            role = self._header_text(current).strip()
-            if role == "assistant" or (current.first and not current.header):
-                current.header = []  # `<|start|>assistant` repeated
+            text = self._header_text(current)
+            if text.strip() == "assistant" or (current.first and not current.header):
+                current.header = []  # H8: `<|start|>assistant` repeated
+            elif current.first and not any(map(_is_special, current.header)) and "to=" not in text:
+                self._keep_text(text, "commentary")  # P5
+                self._open = _Open(first=False)
             else:
                 self._stop("a stray <|start|> in a message header")
         else:
             current.header.append(token)
-        return None
 
     def _header_text(self, current: _Open) -> str:
         return get_encoding().decode(current.header)
 
-    def _begin(self, current: _Open, text: str, *, has_message: bool) -> None:
+    def _begin(self, current: _Open) -> None:
         """The header is complete: read it and open Harmony's parser on its canonical form."""
+        text = self._header_text(current)
         if not current.first:
-            head = text.lstrip().partition(" ")[0]
-            word = head.split("<|", 1)[0]
-            if word != "assistant":  # a message from another role: the model is inventing a reply
-                current.stopped = True
-                self._stop(f"the model wrote a message as {word or 'an unknown role'!r}")
+            word = re.split(r"\s|<\|", text.lstrip(), maxsplit=1)[0]
+            if word and word != "assistant" and not word.startswith("to="):  # H8: an empty role is the assistant
+                current.stopped = True  # a message from another role: the model is inventing a reply
+                self._stop(f"the model wrote a message as {word!r}")
                 return
         try:
-            current.read = read_header(text, self._recipients, has_message=has_message)
+            current.read = read_header(text, self._recipients, has_message=current.has_message)
         except HeaderError as exc:
             current.error = str(exc)
+            return
+        if self._called and not current.read.recipient:  # P2: written without the tool's result
+            current.stopped = True
+            self._stop("a message after a call")
             return
         enc, header = get_encoding(), current.read
         canonical = sampled_header(header.channel, header.recipient, header.content_type)
@@ -164,7 +235,7 @@ class CompletionParser:
             for tok in enc.encode(canonical, allowed_special="all") + [self._ids.message]:
                 current.stream.process(tok)
             if header.leftover:
-                for tok in enc.encode(header.leftover):
+                for tok in enc.encode(header.leftover, disallowed_special=()):
                     self._feed_content(current, tok)
         except HarmonyError as exc:
             current.error = f"harmony could not read the header: {exc}"
@@ -187,20 +258,25 @@ class CompletionParser:
         return Delta(kind, delta)
 
     def _close(self, current: _Open, terminator: int) -> None:
-        """A message ended (at `terminator`): keep it if usable; a call or a final ends the completion."""
+        """A message ended (at `terminator`): keep it if usable; a final answer ends the completion."""
         if current.stopped:
             return
         self._open = None
         message = self._message(current)
         if message is None:
+            if self._called:  # P2: a broken message after complete calls ends the reading, harmlessly
+                self.done = True
+                return
             self._problem = self._problem or f"unusable message: {current.error}"
             self._ended_on_kept = False
         else:
             self._kept.append((message, self._span(current, message)))
             self._ended_on_kept = True
-            if message.recipient or message.channel == "final":
+            if message.recipient:
+                self._called = True
+            elif message.channel == "final":
                 self.done = True
-        if terminator in self._ids.stops:
+        if terminator == self._ids.return_ or (terminator == self._ids.call and not self._called):
             self.done = True
 
     def _message(self, current: _Open) -> Message | None:
@@ -232,19 +308,38 @@ class CompletionParser:
         content = current.content
         return written + [ids.message] + content + [ids.call if message.recipient else ids.end]
 
+    def _keep_text(self, text: str, channel: str) -> None:
+        """Keep `text` as a message of `channel` that had no (readable) header."""
+        text = text.strip()
+        if not text:
+            return
+        enc = get_encoding()
+        message = Message.from_role_and_content(Role.ASSISTANT, text).with_channel(channel)
+        head = enc.encode(sampled_header(channel, None, None), allowed_special="all")
+        body = enc.encode(text, disallowed_special=())
+        self._kept.append((message, head + [self._ids.message] + body + [self._ids.end]))
+        self._ended_on_kept = True
+
     def _stop(self, reason: str) -> None:
-        self._problem = self._problem or reason
         self._open = None
         self.done = True
-        self._ended_on_kept = False
+        if not self._called:  # after complete calls nothing read later matters (P2)
+            self._problem = self._problem or reason
+            self._ended_on_kept = False
 
     # -- the end ---------------------------------------------------------------
 
     def finish(self, *, cut: bool = False) -> Reading:
         """Close the stream. `cut`: the backend says the token budget or the context ended it."""
         current = self._open
+        if self._called:  # P2: complete calls were read; a last one the stream ended is kept if it is whole
+            if current is not None and current.in_content and not cut and not _json_left_open(current):
+                self._close(current, self._ids.call)
+            self._open, current, cut = None, None, False
         cut = cut and not self.done
-        if current is not None and not self.done:
+        if not self._marked and self.tokens and not cut:
+            self._read_stripped()  # P6
+        elif current is not None and not self.done:
             if cut:
                 self._open = None
                 self._ended_on_kept = False
@@ -254,11 +349,11 @@ class CompletionParser:
                     self._open = None
                 else:
                     current.in_content = True
-                    self._begin(current, self._header_text(current), has_message=False)
+                    self._begin(current)
                     self._close(current, self._ids.end)
             elif current.read is not None and current.read.recipient and _json_left_open(current):
                 self._open = None
-                self._problem = "the call's arguments end mid-JSON; treated as cut"
+                self._problem = "the call's arguments end mid-JSON; treated as cut"  # P7
                 self._ended_on_kept = False
             else:
                 self._close(current, self._ids.end)
@@ -273,13 +368,40 @@ class CompletionParser:
             and last.channel == "commentary"
             and not last.recipient
         ):
-            last.channel = "final"  # a recipient-less commentary that ends the completion is the answer
+            last.channel = "final"  # P8
+        spans = [span for _, span in self._kept]
         tokens: list[int] = []
-        for i, (_, span) in enumerate(self._kept):
+        for i, span in enumerate(spans):
             if i:
                 tokens += self._ids.assistant_header
             tokens += span
-        return Reading(messages, tokens, None if self._usable(last) else self._problem, cut)
+        return Reading(messages, tokens, None if self._usable(last) else self._problem, cut, spans)
+
+    def _read_stripped(self) -> None:
+        """P6: no Harmony marker at all. Split at what the dropped markers leave (`…assistantfinal…`)."""
+        self._open = None
+        text = get_encoding().decode(self.tokens)
+        pieces = _STRIPPED.split(text)
+        head, sections = pieces[0], list(zip(pieces[1::2], pieces[2::2], strict=True))
+        named = _STRIPPED_HEAD.match(head)
+        after = head[named.end() : named.end() + 1] if named else ""
+        if named and (sections or (after and not after.isspace() and not after.islower())):
+            sections.insert(0, (named.group(1), head[named.end() :]))  # `analysisThe user asks…`
+        elif head.strip():
+            sections.insert(0, ("analysis" if sections else "final", head))  # bare text is the answer
+        for channel, body in sections:
+            if channel == "commentary" and body.lstrip().startswith("to="):
+                self._problem = (
+                    "the server removed Harmony's special tokens, so a tool call cannot be read safely; "
+                    "have it keep them (llama-server: --special; vLLM and sglang: skip_special_tokens=false)"
+                )
+                self._ended_on_kept = False
+                return
+            self._keep_text(body, channel)
+            if channel == "final":
+                break
+        if not self._kept:
+            self._problem = "the completion was empty"
 
     def _usable(self, last: Message | None) -> bool:
         """A complete call or final answer makes a dropped message before it harmless."""
@@ -296,6 +418,11 @@ def _json_left_open(current: _Open) -> bool:
     text = get_encoding().decode(current.content).strip()
     if not text.startswith(("{", "[")):
         return False
+    try:
+        json.loads(repair_json_arguments(text))
+        return False  # whole JSON, or JSON the tools layer repairs
+    except ValueError:
+        pass
     depth, in_string, escaped = 0, False, False
     for ch in text:
         if in_string:
