@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from openai_harmony import ToolDescription, ToolNamespaceConfig
+from openai_harmony import Role, ToolDescription, ToolNamespaceConfig
 
 from agent import Agent
 from agent.harmony.encoding import get_encoding, special_ids
@@ -129,3 +129,12 @@ def check_reading(case: dict[str, Any], agent: Agent, result: Any, calls: list[T
 def assert_history_ok(agent: Agent) -> None:
     problems = history_problems(agent.history, agent.tools.route)
     assert problems == [], problems
+
+
+def assert_prompts_strict(prompts: list[list[int]]) -> None:
+    """Every prompt is valid Harmony: openai-harmony's strict parser reads all of it."""
+    enc, header = get_encoding(), list(special_ids().assistant_header)
+    for prompt in prompts:
+        assert prompt[-len(header) :] == header
+        messages = enc.parse_messages_from_completion_tokens(prompt[: -len(header)], None, strict=True)
+        assert messages and messages[0].author.role == Role.SYSTEM

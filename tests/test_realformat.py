@@ -14,7 +14,7 @@ from agent import Agent
 from agent.backends import ScriptedBackend, final
 from agent.backends.ollama import OllamaBackend
 from fake_ollama import FakeOllama, final_text, respx_ollama
-from realformat import assert_history_ok, case_tools, cases, check_reading, passes
+from realformat import assert_history_ok, assert_prompts_strict, case_tools, cases, check_reading, passes
 
 CASES = {case["id"]: case for case in cases()}
 CLOSING = "Closing answer."
@@ -45,6 +45,7 @@ def test_scripted(case_id):
     backend.add(final("Second answer."))
     assert agent.run("And now?").output == "Second answer."
     assert_history_ok(agent)
+    assert_prompts_strict(backend.prompts)  # every prompt sent, the next turn's included, is valid Harmony
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))
@@ -65,6 +66,7 @@ def test_through_ollama(case_id):
         assert_history_ok(agent)
     for request in fake.generate_requests:
         assert request["raw"] is True
+    assert_prompts_strict([get_encoding().encode(r["prompt"], allowed_special="all") for r in fake.generate_requests])
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))

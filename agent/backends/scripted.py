@@ -13,8 +13,9 @@ Each script item is one sampling pass (what the model writes after
 
 The script is turned into token ids and streamed through exactly the same
 path as a real backend's output; like a sampler, a pass stops at its first
-stop token (`<|call|>`, `<|return|>`) and reports `finish_reason="length"`
-when the completion budget cuts it. Every prompt is recorded (`prompts`,
+stop token (`<|call|>`, `<|return|>`; `honour_stops=False` plays a server
+that ignores them) and reports `finish_reason="length"` when the completion
+budget cuts it. Every prompt is recorded (`prompts`,
 `prompt_texts`); `assert_complete()` fails if items were left unused.
 """
 
@@ -117,8 +118,10 @@ class ScriptedBackend:
         chunk_size: int = 1,
         context_window: int = 131_072,
         max_completion_tokens: int = 4_096,
+        honour_stops: bool = True,
     ) -> None:
         self._script = [completion_tokens(item) for item in script]
+        self.honour_stops = honour_stops  # False: like a server that ignores the stop set and sends everything
         self._next = 0
         self.chunk_size = chunk_size
         self._context_window = context_window
@@ -160,7 +163,7 @@ class ScriptedBackend:
         tokens = self._script[self._next]
         self._next += 1
         stop = next((i for i, t in enumerate(tokens) if t in request.stop), None)
-        if stop is not None:  # a sampler stops at the first stop token
+        if stop is not None and self.honour_stops:  # a sampler stops at the first stop token
             tokens = tokens[: stop + 1]
         cut = len(tokens) > request.max_tokens
         tokens = tokens[: request.max_tokens]

@@ -18,7 +18,7 @@ Accepted (each is read as shown, after the peer named):
 - H6  `to=assistant`: no recipient (harmony)
 - H7  `<|channel|>commentary to=assistant<|channel|>analysis`: the last channel wins (llama.cpp)
 - H8  `<|start|>assistant` repeated, or an empty role (`<|start|><|channel|>`): assistant (harmony, sglang)
-- H9  one unknown word beside the recipient (`to=R abc`): ignored (Ollama)
+- H9  one unknown word after the recipient (`to=R abc`): ignored (Ollama)
 - H10 a channel with junk glued on (`finalx`, `commentary?`): that channel (ai-dynamo #237, llama.cpp #27720)
 - H11 `<|message|>` with no channel and no recipient: the final answer (Ollama)
 - H12 no `<|message|>` (`<|channel|>final hi`, then the end): final "hi" (harmony's non-strict parser, #82)
@@ -26,11 +26,12 @@ Accepted (each is read as shown, after the peer named):
 Rejected (`HeaderError`: never run, never shown as the answer):
 
 - R1  two recipients (`to=x to=functions.f`): harmony, "unexpected tokens remaining in message header"
-- R2  two unknown words, or a word after the content type: harmony, the same error
+- R2  two unknown words, one before the recipient or beside a content type, or a word (a recipient too) after
+      the content type: harmony
 - R3  a call header or a commentary header that never reaches `<|message|>`: harmony raises at EOS, and
       the non-strict reading would turn a broken call (`commentary t o= …`) into words for the user
 - R4  neither a channel nor `<|message|>` (`I must refuse<|end|>`): harmony strict
-- R5  an empty channel, two content types, an unknown channel: harmony
+- R5  an empty channel, two content types, an unknown channel, two channels unless H7: harmony
 - R6  `to=NS.M` / `to=WORD` naming nothing that is offered: llama.cpp drops such calls
 - R7  a commentary header with one unknown word and no `to=`: harmony reads that word as a recipient
 
@@ -81,6 +82,8 @@ def read_header(text: str, recipients: RecipientReader, *, has_message: bool = T
     after_type: list[str] = []  # words after the content type
     expect: str | None = None  # what the next word is, after a marker
     role_allowed = True
+    stray_before_recipient = False  # an unknown word came before any `to=`
+    channels = 0
     for piece in _MARK.split(text):
         if piece in ("<|channel|>", "<|constrain|>"):
             expect, role_allowed = piece, False
@@ -98,34 +101,38 @@ def read_header(text: str, recipients: RecipientReader, *, has_message: bool = T
             if not words:
                 raise HeaderError("an empty channel")  # R5
             channel, words = _channel(words[0]), words[1:]  # H7: a later channel replaces an earlier one
+            channels += 1
         expect = None
         for word in words:
             if role_allowed and word == "assistant" and not targets and not unknown:
                 continue  # H8: the role word of a repeated `<|start|>assistant`
             role_allowed = False
-            if word.startswith("to="):
+            if word.startswith("to=") and content_type is None:
                 targets.append(word[3:])
             elif not has_message:
                 unknown.append(word)  # H12: the message's text
             elif content_type is not None:
-                after_type.append(word)
+                after_type.append(word)  # R2, and a recipient after the content type
             elif word.lower() in CONTENT_TYPES and (channel is not None or targets):
                 content_type = word  # H2: ` json`, ` code`
             else:
                 unknown.append(word)
+                stray_before_recipient = stray_before_recipient or not targets
     if expect == "<|channel|>":
         raise HeaderError("an empty channel")  # R5
     targets = [t for t in targets if t != "assistant"] if len(targets) == 1 else targets  # H6
     if len(targets) > 1:
         raise HeaderError(f"two recipients in one header: {' '.join('to=' + t for t in targets)}")  # R1
     recipient = targets[0] if targets else None
+    if channels > 1 and (recipient is not None or channel == "commentary"):
+        raise HeaderError("two channels in one header")  # R5: H7 only ever moves a message to analysis or final
     if not has_message:
         if channel is None:
             raise HeaderError("a message with neither a channel nor <|message|>")  # R4
         if recipient is not None or channel == "commentary":
             raise HeaderError("a header that never reached <|message|>")  # R3
         return _checked(channel, None, content_type, recipients, " ".join(unknown))
-    if after_type or len(unknown) > 1:
+    if after_type or len(unknown) > 1 or (unknown and (stray_before_recipient and recipient or content_type)):
         raise HeaderError(f"unexpected words in the header: {' '.join(unknown + after_type)!r}")  # R2
     if unknown and recipient is None and channel != "final" and channel != "analysis":
         raise HeaderError(f"unexpected word in the header: {unknown[0]!r}")  # R7
