@@ -132,7 +132,7 @@ def read_header(text: str, recipients: RecipientReader, *, has_message: bool = T
         if recipient is not None or channel == "commentary":
             raise HeaderError("a header that never reached <|message|>")  # R3
         return _checked(channel, None, content_type, recipients, " ".join(unknown))
-    if after_type or len(unknown) > 1 or (unknown and (stray_before_recipient and recipient or content_type)):
+    if after_type or len(unknown) > 1 or (unknown and ((stray_before_recipient and recipient) or content_type)):
         raise HeaderError(f"unexpected words in the header: {' '.join(unknown + after_type)!r}")  # R2
     if unknown and recipient is None and channel != "final" and channel != "analysis":
         raise HeaderError(f"unexpected word in the header: {unknown[0]!r}")  # R7
