@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Agent", "OssAgentError", "RunResult", "ToolRetry", "tool"]
+__all__ = ["Agent", "JsonSchema", "OssAgentError", "RunResult", "ToolRetry", "tool"]
 _LAZY = {
     "Agent": "agent.loop",
+    "JsonSchema": "agent.output",
     "RunResult": "agent.events",
     "tool": "tools.function",
     "ToolRetry": "agent.errors",
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from agent.errors import OssAgentError, ToolRetry
     from agent.events import RunResult
     from agent.loop import Agent
+    from agent.output import JsonSchema
     from tools.function import tool
 
 

@@ -2,7 +2,8 @@
 
 `OutputSpec.of(output_type)` accepts a pydantic model, a dataclass, a
 `TypedDict`, a `list[...]`, a `Literal` or an enum (anything pydantic's
-`TypeAdapter` reads); `str` means plain text and gives `None`. The spec holds
+`TypeAdapter` reads), or a `JsonSchema` (a JSON Schema document, enforced
+whole by `jsonschema`); `str` means plain text and gives `None`. The spec holds
 
 - `schema`: the full JSON schema, for servers that constrain sampling to it;
 - `format_text()`: the `# Response Formats` entry of the developer message,
@@ -41,6 +42,38 @@ class OutputInvalid(Exception):
         self.errors = errors
 
 
+@dataclass(frozen=True, eq=False)
+class JsonSchema:
+    """An output type given as a JSON Schema document: the answer is the JSON value, checked against all of it.
+
+    `Agent(output_type=JsonSchema(schema))`, or `oss-agent run --schema file.json`. Every keyword the
+    schema's draft defines is enforced (`required`, `minimum`, `enum`, `pattern`, nested objects and arrays,
+    `$ref`...); violations go back to the model like any validation error.
+    """
+
+    schema: dict[str, Any]
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        from jsonschema import SchemaError, validators
+
+        if not isinstance(self.schema, dict):
+            raise ConfigurationError("a JSON Schema must be a JSON object")
+        try:
+            validators.validator_for(self.schema).check_schema(self.schema)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.path) or "the schema"
+            raise ConfigurationError(f"not a valid JSON Schema ({where}: {exc.message})") from None
+
+    def violations(self, data: Any) -> list[dict[str, Any]]:
+        """Every way `data` breaks the schema, most specific first, as `{type, loc, msg}`."""
+        from jsonschema import validators
+
+        validator = validators.validator_for(self.schema)(self.schema)
+        errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
+        return [{"type": str(e.validator), "loc": list(e.absolute_path), "msg": e.message} for e in errors]
+
+
 @dataclass(frozen=True)
 class OutputSpec(Generic[T]):
     """One output type, ready for the prompt, the sampler and the validator."""
@@ -55,6 +88,10 @@ class OutputSpec(Generic[T]):
         """The spec of `output_type`; None for `str` (and `None`), which keep today's plain-text answers."""
         if output_type is None or output_type is str:
             return None
+        if isinstance(output_type, JsonSchema):
+            schema = output_type.schema
+            name = _NAME.sub("_", output_type.name or str(schema.get("title") or "answer")).strip("_").lower()
+            return OutputSpec(output_type, name or "answer", schema.get("description"), schema)
         adapter = _adapter(output_type)
         try:
             schema = adapter.json_schema()
@@ -89,20 +126,24 @@ class OutputSpec(Generic[T]):
                 f"Answer again with only a JSON value in the {self.name} response format.",
                 [error],
             ) from None
-        try:
-            return cast(T, _adapter(self.output_type).validate_python(data))
-        except ValidationError as exc:
-            errors = [
-                {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)
-            ]
-            shown = "\n".join(f"- {_where(e['loc'])}: {e['msg']}" for e in errors[:_MAX_ERRORS])
-            more = f"\n- … {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
-            raise OutputInvalid(
-                f"Your answer does not match the {self.name} response format:\n{shown}{more}\n"
-                "Answer again with only the corrected JSON.",
-                errors,
-            ) from None
-
+        if isinstance(self.output_type, JsonSchema):
+            errors = self.output_type.violations(data)
+            if not errors:
+                return cast(T, data)
+        else:
+            try:
+                return cast(T, _adapter(self.output_type).validate_python(data))
+            except ValidationError as exc:
+                errors = [
+                    {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)
+                ]
+        shown = "\n".join(f"- {_where(e['loc'])}: {e['msg']}" for e in errors[:_MAX_ERRORS])
+        more = f"\n- … {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
+        raise OutputInvalid(
+            f"Your answer does not match the {self.name} response format:\n{shown}{more}\n"
+            "Answer again with only the corrected JSON.",
+            errors,
+        )
 
     def partial(self, text: str) -> T | None:
         """The answer so far, leniently: unfinished JSON closed, validated as a prefix; None when it does not yet."""
@@ -113,6 +154,8 @@ class OutputSpec(Generic[T]):
             return None
         try:
             data = from_json(text, allow_partial="trailing-strings")
+            if isinstance(self.output_type, JsonSchema):
+                return cast(T, data)  # a prefix is not checked against the schema: keywords judge whole values
             return cast(T, _adapter(self.output_type).validate_python(data, experimental_allow_partial=True))
         except (ValueError, ValidationError):
             return None

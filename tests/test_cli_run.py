@@ -443,3 +443,46 @@ def test_schema_prints_the_validated_object_and_retries_an_invalid_one(tmp_path)
     assert "# Response Formats" in fake.generate_requests[0]["prompt"]
     assert from_file.returncode == 0 and json.loads(from_file.stdout) == {"name": "Bo", "age": 7}
     assert bad.returncode == 1 and error_lines(bad.stderr)[0].startswith("error: --schema: cannot read 'name text'")
+
+
+def test_schema_file_is_enforced_whole(tmp_path):
+    """`--schema FILE`: required, bounds, enums, lengths, patterns, nested objects and arrays all hold; violations go
+    back to the model, and when retries run out the run exits 1 naming them."""
+    schema_file = tmp_path / "order.json"
+    schema_file.write_text(json.dumps({
+        "title": "Order", "type": "object", "required": ["id", "qty", "status", "items"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^ord-[0-9]+$", "maxLength": 10},
+            "qty": {"type": "integer", "minimum": 1, "maximum": 9},
+            "status": {"enum": ["open", "shipped"]},
+            "items": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}}},
+        },
+        "additionalProperties": False,
+    }), encoding="utf-8")
+    bad = '{"id": "x-1", "qty": 12, "status": "lost", "items": [{"name": "pen"}], "extra": 1}'
+    good = '{"id": "ord-42", "qty": 3, "status": "open", "items": [{"sku": "P-1"}]}'
+    fake = FakeOllama([final_text(bad), final_text(good), final_text('{"id": "ord-1"}')] + [final_text(bad)] * 3)
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        fixed = run_cli("run", "--no-save", "--schema", str(schema_file), "Order?", env=env)
+        failed = run_cli("run", "--no-save", "--schema", str(schema_file), "Order again?", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads(fixed.stdout) == json.loads(good)
+    feedback = fake.generate_requests[1]["prompt"]
+    for violation in ("id: 'x-1' does not match '^ord-[0-9]+$'", "qty: 12 is greater than the maximum of 9",
+                      "status: 'lost' is not one of ['open', 'shipped']", "items.0: 'sku' is a required property",
+                      "Additional properties are not allowed ('extra' was unexpected)"):
+        assert violation in feedback, violation
+    assert "must match /^ord-[0-9]+$/" in fake.generate_requests[0]["prompt"]  # the model reads every constraint
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "did not validate as order 3 times" in failed.stderr
+    assert "'qty' is a required property" in failed.stderr or "is greater than the maximum" in failed.stderr
+
+
+def test_schema_file_that_is_no_json_schema_is_refused(tmp_path):
+    schema_file = tmp_path / "broken.json"
+    schema_file.write_text(json.dumps({"type": "object", "properties": {"n": {"type": "integr"}}}), encoding="utf-8")
+    done = run_cli("run", "--no-save", "--schema", str(schema_file), "x", env=cli_env(tmp_path, "http://127.0.0.1:9"))
+    assert done.returncode == 1
+    assert error_lines(done.stderr)[0].startswith(f"error: --schema {schema_file}: not a valid JSON Schema (properties/n/type")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,9 @@ async def run_once(options: Options, prompt: str, *, json_output: bool, resume: 
         try:
             result = await runner.turn(prompt, on_event=handler, output_type=output_type)
             if result is not None and output_type is not None and not json_output:
-                sys.stdout.write(result.output.model_dump_json() + "\n")
+                output = result.output
+                text = output.model_dump_json() if hasattr(output, "model_dump_json") else json.dumps(output)
+                sys.stdout.write(text + "\n")
                 sys.stdout.flush()
         except BrokenPipeError:  # `oss-agent run ... | head`: the reader has gone, stop quietly as Unix tools do
             _silence_stdout()

@@ -2,7 +2,8 @@
 
 Concise syntax: fields separated by commas or newlines, each `name [type][: description]`,
 the type one of str, int, float, bool (str when left out): `'name str, age int: in years'`.
-A file holds a JSON schema of an object whose properties have those simple types.
+A file holds a JSON Schema, enforced whole (`agent.output.JsonSchema`): every keyword its draft
+defines, nested objects and arrays included.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 from agent.errors import ConfigurationError
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
-_JSON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
 def output_type(spec: str) -> Any:
-    """A pydantic model for `--schema SPEC` (a path to a .json file, or concise syntax)."""
+    """The output type for `--schema SPEC`: a JSON Schema file, or a pydantic model from concise syntax."""
     path = Path(spec).expanduser()
     if spec.endswith(".json") or (path.is_file() and not any(c in spec for c in ",\n")):
         return _from_file(path)
@@ -42,22 +42,16 @@ def _concise(spec: str) -> dict[str, tuple[type, str | None]]:
 
 
 def _from_file(path: Path) -> Any:
+    from agent.output import JsonSchema
+
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"--schema {path}: cannot read it as JSON ({exc})") from None
-    props = schema.get("properties") if isinstance(schema, dict) else None
-    if schema.get("type", "object") != "object" or not isinstance(props, dict):
-        raise ConfigurationError(f"--schema {path}: the schema must describe an object with properties")
-    fields: dict[str, tuple[type, str | None]] = {}
-    for name, prop in props.items():
-        kind = _JSON_TYPES.get(prop.get("type", "string")) if isinstance(prop, dict) else None
-        if kind is None:
-            raise ConfigurationError(
-                f"--schema {path}: property {name!r} must be a string, integer, number or boolean"
-            )
-        fields[name] = (kind, prop.get("description"))
-    return _model(fields, str(path), schema.get("title"))
+    try:
+        return JsonSchema(schema, name=str(schema.get("title") or path.stem) if isinstance(schema, dict) else None)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--schema {path}: {exc}") from None
 
 
 def _model(fields: dict[str, tuple[type, str | None]], where: str, title: str | None = None) -> Any:
