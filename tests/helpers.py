@@ -25,3 +25,22 @@ def recorded(agent, store, prompts: list[str], **meta):
         for event in agent.stream(prompt):
             recorder.record(event)
     return recorder
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Skip the calling test (or module) unless the optional extra's packages import, naming the extra.
+
+    With OSS_AGENT_REQUIRE_EXTRAS=1 (CI, where every extra is installed) a missing package fails instead.
+    """
+    import importlib.util
+    import os
+
+    import pytest
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    reason = f"needs the {extra} extra ({', '.join(missing)}): pip install -e '.[{extra}]'"
+    if os.environ.get("OSS_AGENT_REQUIRE_EXTRAS") == "1":
+        pytest.fail(reason + " (OSS_AGENT_REQUIRE_EXTRAS=1)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)

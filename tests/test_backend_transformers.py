@@ -6,11 +6,13 @@ import asyncio
 import itertools
 
 import pytest
+from helpers import require_extra
 
-torch = pytest.importorskip("torch")
+require_extra("transformers", "torch", "transformers")
 
-from openai_harmony import Author, Conversation, Message, Role, SystemContent
-from transformers import GptOssConfig, GptOssForCausalLM
+import torch  # noqa: E402
+from openai_harmony import Author, Conversation, Message, Role, SystemContent  # noqa: E402
+from transformers import GptOssConfig, GptOssForCausalLM  # noqa: E402
 
 from agent.backends.base import CompletionRequest, Usage
 from agent.backends.transformers import TransformersBackend

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 from cli_helpers import cli_env, quit_chat, run_cli, say, serve, spawn_chat
 from fake_ollama import FakeOllama, call_text, final_text
 
 from agent.harmony.encoding import get_encoding
+
+KEEP = [] if importlib.util.find_spec("datasketch") else ["--keep-duplicates"]  # near duplicates need `finetune`
 from agent.training.examples import IGNORE
 
 
@@ -38,7 +41,7 @@ def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):
     listed = run_cli("sessions", env=env)
     assert "good" in listed.stdout
     data = tmp_path / "data.jsonl"
-    exported = run_cli("sessions", "export", "--format", "sft", "--rated", "good", "-o", str(data), env=env)
+    exported = run_cli("sessions", "export", "--format", "sft", *KEEP, "--rated", "good", "-o", str(data), env=env)
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == ""  # the data went to the file, the report to stderr
     assert f"examples: 2 written to {data} (from 2 turns of 1 sessions)" in exported.stderr
@@ -62,22 +65,22 @@ def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):
     session = first_turn["meta"]["session"]
     rated = run_cli("sessions", "rate", session[:6], "bad", env=env)
     assert rated.returncode == 0 and f"session {session} rated bad" in rated.stderr
-    again = run_cli("sessions", "export", "--format", "sft", "--rated", "good", env=env)
+    again = run_cli("sessions", "export", "--format", "sft", *KEEP, "--rated", "good", env=env)
     assert again.returncode == 0 and again.stdout == "" and "nothing was exported" in again.stderr
-    everything = run_cli("sessions", "export", "--format", "sft", "--all", env=env)
+    everything = run_cli("sessions", "export", "--format", "sft", *KEEP, "--all", env=env)
     assert len(everything.stdout.splitlines()) == 3  # JSONL on stdout without -o
     assert "examples: 3 written (from 3 turns of 2 sessions)" in everything.stderr
 
 
 def test_export_errors_are_one_line(tmp_path):
     env = cli_env(tmp_path)
-    nothing = run_cli("sessions", "export", "--format", "sft", env=env)
+    nothing = run_cli("sessions", "export", "--format", "sft", *KEEP, env=env)
     assert nothing.returncode != 0
     assert "name the sessions to export (ids or prefixes), or pass --all" in nothing.stderr
     assert "Traceback" not in nothing.stderr
     two = run_cli("sessions", "export", "a", "b", env=env)
     assert two.returncode != 0 and "exports one session" in two.stderr
-    bad_date = run_cli("sessions", "export", "--format", "sft", "--all", "--since", "yesterday", env=env)
+    bad_date = run_cli("sessions", "export", "--format", "sft", *KEEP, "--all", "--since", "yesterday", env=env)
     assert bad_date.returncode != 0 and "--since takes a date like" in bad_date.stderr
     unknown = run_cli("sessions", "rate", "nope", "good", env=env)
     assert unknown.returncode != 0 and "no saved session 'nope'" in unknown.stderr

@@ -18,8 +18,10 @@ from agent.cli.options import SETTINGS, resolve
 from agent.errors import ConfigurationError, ModelNotFoundError
 from agent.harmony.encoding import get_encoding, special_ids
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+from helpers import require_extra
+
+require_extra("transformers,finetune", "torch", "transformers", "peft", "trl")
+import torch  # noqa: E402
 
 from safetensors import safe_open  # noqa: E402  (after the skip: both come with the extras)
 from test_backend_transformers import chain, collect, flat, req, tiny_config  # noqa: E402

@@ -7,10 +7,14 @@ import json
 from typing import Literal
 
 import pytest
-import torch
-from pydantic import BaseModel, ConfigDict, Field
-from test_backend_transformers import render, tiny_config
-from transformers import GptOssForCausalLM
+from helpers import require_extra
+
+require_extra("transformers,structured", "torch", "transformers", "llguidance")
+
+import torch  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from test_backend_transformers import render, tiny_config  # noqa: E402
+from transformers import GptOssForCausalLM  # noqa: E402
 
 from agent.backends._final import FINAL_HEADER, final_header_ids
 from agent.backends.base import CompletionRequest, Usage

@@ -13,9 +13,12 @@ import io
 import json
 import re
 
-from helpers import recorded
-from openai_harmony import Role
-from transformers.utils.chat_template_utils import render_jinja_template
+from helpers import recorded, require_extra
+
+require_extra("transformers,finetune", "transformers", "trl")
+
+from openai_harmony import Role  # noqa: E402
+from transformers.utils.chat_template_utils import render_jinja_template  # noqa: E402
 
 from agent import Agent, tool
 from agent.backends import ScriptedBackend, call, final

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from helpers import recorded
+from helpers import recorded, require_extra
 from openai_harmony import Message, Role
 from pydantic import BaseModel
 
@@ -21,7 +21,7 @@ from agent.harmony.parse import CompletionParser
 from agent.history import DropOldestTurns, forced
 from agent.sessions import SessionRecorder, SessionStore, export_sft
 from agent.training.chat_format import from_chat
-from agent.training.clean import text_problem
+from agent.training.clean import DEFAULT_THRESHOLD, text_problem
 from agent.training.examples import IGNORE, render_example
 
 DATE = "2026-12-01"
@@ -40,6 +40,8 @@ def record(agent: Agent, store: SessionStore, prompts: list[str]) -> SessionReco
 
 
 def export(store: SessionStore, ids=None, **kwargs):
+    """The export as rows and report; near duplicates are judged only where a test asks (the finetune extra)."""
+    kwargs.setdefault("near_duplicates", None)
     out = io.StringIO()
     report = export_sft(store, ids, out=out, **kwargs)
     return [json.loads(line) for line in out.getvalue().splitlines()], report
@@ -253,6 +255,7 @@ def test_ratings_since_and_all_choose_the_sessions(store):
 
 
 def test_exact_and_near_duplicates_are_dropped_once_each(store):
+    require_extra("finetune", "datasketch")
     questions = [
         "What's the weather like in Paris today?",
         "What's the weather like in Paris today?",  # the same conversation twice: the same tokens
@@ -262,7 +265,7 @@ def test_exact_and_near_duplicates_are_dropped_once_each(store):
     for question in questions:
         agent = Agent(ScriptedBackend([final("Sunny.")]), date=DATE)
         record(agent, store, [question])
-    rows, report = export(store, all_sessions=True)
+    rows, report = export(store, all_sessions=True, near_duplicates=DEFAULT_THRESHOLD)
     assert (report.examples, report.exact_duplicates, report.near_duplicates) == (2, 1, 1)
     assert [r["messages"][0]["content"] for r in rows] == [questions[0], questions[3]]
     rows, report = export(store, all_sessions=True, near_duplicates=None)
@@ -342,14 +345,15 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
 
 def test_follow_ups_are_judged_with_their_conversation(store):
     """"Thanks!" after different questions is no duplicate; a session's own turns never count as duplicates."""
+    require_extra("finetune", "datasketch")
     for question in ("What's the weather like in Paris today?", "Write a haiku about autumn leaves."):
         agent = Agent(ScriptedBackend([final("Done."), final("You are welcome.")]), date=DATE)
         record(agent, store, [question, "Thanks!"])
     agent = Agent(ScriptedBackend([final("Sunny."), final("Still sunny.")]), date=DATE)
     record(agent, store, ["Is it sunny in Rome right now?", "Is it sunny in Rome right now??"])
-    _, report = export(store, all_sessions=True)
+    _, report = export(store, all_sessions=True, near_duplicates=DEFAULT_THRESHOLD)
     assert (report.examples, report.near_duplicates) == (6, 0)
     agent = Agent(ScriptedBackend([final("Done."), final("You're welcome.")]), date=DATE)
     record(agent, store, ["what's the weather like in Paris today", "thanks!"])  # the first conversation again
-    _, report = export(store, all_sessions=True)
+    _, report = export(store, all_sessions=True, near_duplicates=DEFAULT_THRESHOLD)
     assert (report.examples, report.near_duplicates) == (6, 2)

@@ -207,6 +207,11 @@ async def check_round_trip(backend: Any, fix: str) -> Check:
         return Check("raw Harmony mode", False, " ".join(str(exc).split())[:200], fix)
     finally:
         await agent.aclose()
+    from agent.harmony.encoding import get_encoding
+
+    if not any(get_encoding().is_special_token(token) for token in agent.last_completion):
+        return Check("raw Harmony mode", False, "the answer holds no Harmony markers (the server strips special "
+                     "tokens, or does not take the prompt raw)", fix)
     answer = " ".join(result.output.split())[:40]
     return Check("raw Harmony mode", True, f"answered {answer!r} in {time.perf_counter() - started:.1f} s")
 
