@@ -170,3 +170,25 @@ def test_cli_doctor_with_no_server_listening(tmp_path: Path):
                      env=cli_env(tmp_path / "home"), timeout=60)
     assert doctor.returncode == 1
     assert "no llama-server answers" in doctor.stdout and "all set" not in doctor.stdout
+
+
+def test_the_served_model_names_the_conversation_everywhere(server, tmp_path: Path):
+    """With no -m, the banner, /model and the saved session say the model the server serves, not gpt-oss:20b."""
+    from cli_helpers import quit_chat, say, spawn_chat
+
+    served = httpx.get(server.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+    env = cli_env(tmp_path / "home")
+    for args in (["--backend", "llamacpp", "--base-url", server.url],
+                 ["--backend", "openai", "--base-url", server.url + "/v1"]):
+        ran = run_cli("run", *args, "Say hi", env=env, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        child = spawn_chat(*args, env=env, timeout=120)
+        child.expect_exact(f" · {served} via {args[1]} · ")
+        say(child, "/model")
+        child.expect_exact(f"model: {served} (")
+        quit_chat(child)
+    listed = run_cli("sessions", env=env)
+    assert listed.stdout.count(served) == 2 and "gpt-oss:20b" not in listed.stdout, listed.stdout
+    session_id = listed.stdout.split()[listed.stdout.split().index("id") + 6]  # first row's id
+    shown = run_cli("sessions", "show", session_id, env=env)
+    assert served in shown.stdout and "gpt-oss:20b" not in shown.stdout

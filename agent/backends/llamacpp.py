@@ -111,13 +111,19 @@ class LlamaCppBackend(ServerBackend):
         n_ctx = settings.get("n_ctx") or props.get("n_ctx")
         if self._context_window is None and isinstance(n_ctx, int) and n_ctx > 0:
             self._context_window = n_ctx
-        if self.model is not None:
-            await self._check_model()
+        await self._check_model()
         await self._check_vocabulary()
 
     async def _check_model(self) -> None:
+        """The asked-for model must be served; with none asked for, the served one names the conversation."""
         r = await self._get("/v1/models")
-        served = [m.get("id") for m in (read_json(r) or {}).get("data", []) if isinstance(m, dict)]
+        body = read_json(r)
+        data = body.get("data") if isinstance(body, dict) else None
+        served = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        if self.model is None:
+            if r.status_code < 400 and len(served) == 1 and isinstance(served[0], str):
+                self.model = served[0]
+            return
         if r.status_code < 400 and self.model not in served:
             raise ModelNotFoundError(f"llama-server at {self.base_url} does not serve {self.model!r} "
                                      f"(it serves {sorted(map(str, served))}); pass the served name or no model")

@@ -75,6 +75,9 @@ class TransformersBackend:
         local = isinstance(model, (str, os.PathLike))
         self._source = os.path.expanduser(os.fspath(model)) if local else None
         self._model: Any = None if self._source is not None else model
+        self.model: str | None = (  # the name sessions and the terminal show
+            os.fspath(model) if local else getattr(getattr(model, "config", None), "_name_or_path", None) or None
+        )
         self._context_window = context_window
         self._max_completion = int(max_completion_tokens)
         self.temperature = temperature

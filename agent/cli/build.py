@@ -46,14 +46,25 @@ def make_backend(options: Options, *, max_completion_tokens: int | None = None) 
     arguments = backend_arguments(cls, chosen, "transformers")
     if options.adapter:
         arguments["adapter"] = options.adapter
-    return cls(served_model(options) or "openai/gpt-oss-20b", **arguments)
+    return cls(served_model(options) or "openai/gpt-oss-20b", **arguments)  # an Ollama-style tag is refused there
 
 
 def served_model(options: Options) -> str | None:
-    """The model to ask a server for; None when only the Ollama default tag is set (use the server's own)."""
-    if options.model == DEFAULT_MODEL and "model" not in options.explicit:
-        return None
+    """The model to ask a server for; None when no flag, variable or config file names one (the server's own)."""
     return options.model
+
+
+def known_model(options: Options, backend: Any = None) -> str | None:
+    """The model a conversation runs on, as the backend knows it (a server names its own once probed)."""
+    known = getattr(backend, "model", None) if backend is not None else None
+    if isinstance(known, str) and known:
+        return known
+    return options.model or (DEFAULT_MODEL if options.backend == "ollama" else None)
+
+
+def model_name(options: Options, backend: Any = None) -> str:
+    """`known_model`, for people: a server that has not said yet is "the served model"."""
+    return known_model(options, backend) or "the served model"
 
 
 def _backend_class(module: str, name: str, label: str) -> Any:
@@ -127,9 +138,9 @@ def mcp_servers(options: Options) -> list[Any]:
     return config.unique(servers)
 
 
-def session_meta(options: Options) -> dict[str, Any]:
-    """What a saved session records besides the prompt settings."""
-    meta = {"model": options.model, "backend": options.backend, "tools": tool_specs(options)}
+def session_meta(options: Options, backend: Any = None) -> dict[str, Any]:
+    """What a saved session records besides the prompt settings (the model as the backend names it)."""
+    meta = {"model": known_model(options, backend), "backend": options.backend, "tools": tool_specs(options)}
     if options.adapter:  # a fine-tuned model is resumed with its adapter
         meta["adapter"] = str(Path(options.adapter).expanduser().resolve())
     return meta

@@ -143,11 +143,11 @@ async def check_model(options: Options) -> Check:
     try:
         info = await backend.probe()
     except OssAgentError as exc:
-        return Check("model", False, str(exc).split(";")[0], f"run `oss-agent pull {options.model}`")
+        return Check("model", False, str(exc).split(";")[0], f"run `oss-agent pull {backend.model}`")
     finally:
         await backend.aclose()
     context = f", trained context {info.context_length:,}" if info.context_length else ""
-    return Check("model", True, f"{options.model} is pulled{context}")
+    return Check("model", True, f"{backend.model} is pulled{context}")
 
 
 async def check_raw_mode(options: Options) -> Check:

@@ -211,7 +211,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from agent.cli.manage import pull
 
     options = _options(args)
-    return asyncio.run(pull(args.model or options.model, options.host))
+    from agent.backends.ollama import resolve_model
+
+    return asyncio.run(pull(args.model or resolve_model(options.model), options.host))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

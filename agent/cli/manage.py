@@ -60,7 +60,9 @@ async def list_models(options: Any) -> int:
             await backend.aclose()
         table.add_row(backend.model or "(the served model)", "", "", f"{backend.context_window:,}")
     else:
-        out.print(f"the {options.backend} backend runs in-process: {options.model}")
+        from agent.cli.build import model_name
+
+        out.print(f"the {options.backend} backend runs in-process: {model_name(options)}")
         return 0
     out.print(table)
     return 0

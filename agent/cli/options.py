@@ -32,8 +32,8 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", str, DEFAULT_MODEL, "OSS_AGENT_MODEL", "--model/-m",
-            "model name (Ollama tag, or the model id; servers with one model need none)"),
+    Setting("model", str, None, "OSS_AGENT_MODEL", "--model/-m",
+            "model name (Ollama tag, default gpt-oss:20b; servers: the served id, which they name when unset)"),
     Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend",
             "ollama, llamacpp (llama-server), openai (with base_url) or transformers"),
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
@@ -66,7 +66,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 class Options:
     """Resolved settings, plus which ones were given on the command line."""
 
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # unset: Ollama's gpt-oss:20b, or the model the server serves
     backend: str = "ollama"
     host: str | None = None
     base_url: str | None = None
@@ -165,6 +165,8 @@ def validate(options: Options) -> None:
     if options.backend == "openai" and not options.base_url:
         raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), "
                                  "e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
+    if options.model is not None and not options.model.strip():
+        raise ConfigurationError("model must not be empty; leave it out to use the default (or the served model)")
     options.options = parse_options(options.options, "model options")
     if options.max_steps < 1:
         raise ConfigurationError("max_steps must be at least 1")

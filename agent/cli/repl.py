@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agent.cli import build
 from agent.cli.options import EFFORTS, Options
 from agent.cli.runner import Runner, upload_note
 from agent.errors import ConfigurationError, OssAgentError
@@ -73,8 +74,10 @@ class Repl:
 
     async def main(self, resume: str | None, latest: bool) -> int:
         saved = self.runner.start(resume=resume, latest=latest)
+        problems = await self._preflight()  # first, so the banner names the model a server serves
         self._banner(saved)
-        await self._preflight()
+        for problem in problems:
+            self.err.print(f"warning: {' '.join(problem.split())}", style="yellow", markup=False, highlight=False)
         self.prompt_session = _prompt_session()
         while self.running:
             try:
@@ -203,7 +206,8 @@ class Repl:
 
         options = self.runner.options
         if not arg:
-            self.err.print(f"model: {options.model} (oss-agent models lists what the server has)", markup=False)
+            name = build.model_name(options, self.runner.agent.backend)
+            self.err.print(f"model: {name} (oss-agent models lists what the server has)", markup=False)
             return
         await self.runner.use_options(replace(options, model=arg, explicit=options.explicit | {"model"}), check=True)
         self.err.print(f"model: {arg}; the conversation goes on with it", style="green", markup=False)
@@ -259,7 +263,7 @@ class Repl:
 
         runner = self.runner
         if runner.recorder is None:
-            meta = build.session_meta(runner.options)
+            meta = build.session_meta(runner.options, runner.agent.backend)
             runner.recorder = SessionRecorder(runner.sessions(), runner.agent, **meta)
         if not runner.agent.history and runner.recorder.session_id is None:
             self.err.print("nothing to save yet; it is saved as you talk from now on", style="yellow")
@@ -344,7 +348,7 @@ class Repl:
 
     # -- helpers ------------------------------------------------------------------
 
-    async def _preflight(self) -> None:
+    async def _preflight(self) -> list[str]:
         """Say now, not at the first message, when the vocabulary or the model server is missing."""
         from agent.errors import VocabularyError
         from agent.harmony.encoding import get_encoding
@@ -363,8 +367,7 @@ class Repl:
             except asyncio.TimeoutError:
                 problems.append(f"the {self.runner.options.backend} server did not answer within "
                                 f"{PREFLIGHT_TIMEOUT_S:.0f} s; check that it is running")
-        for problem in problems:
-            self.err.print(f"warning: {' '.join(problem.split())}", style="yellow", markup=False, highlight=False)
+        return problems
 
     def _replay(self, saved: Any) -> None:
         """The last turns of a resumed session, the user's words and the answers, so the chat reads on."""
@@ -394,7 +397,8 @@ class Repl:
         if options.backend == "ollama":
             where = f"Ollama at {getattr(agent.backend, 'host', options.host)}"
         tools = ", ".join(t.name for t in agent.tools) or "no tools"
-        self.err.print(f"[bold]oss-agent[/] · {escape(options.model)} via {escape(where)} · "
+        model = build.model_name(options, agent.backend)
+        self.err.print(f"[bold]oss-agent[/] · {escape(model)} via {escape(where)} · "
                        f"effort {agent.reasoning_effort} · {escape(tools)}")
         if saved is not None:
             info = saved.info

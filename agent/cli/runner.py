@@ -137,7 +137,8 @@ class Runner:
         self.renderer.raw_text = render_text
         if self.options.save:
             self.recorder = SessionRecorder(
-                self.sessions(), self.agent, saved.info.id if saved else None, **build.session_meta(self.options)
+                self.sessions(), self.agent, saved.info.id if saved else None,
+                **build.session_meta(self.options, self.agent.backend)
             )
 
     async def switch_to(self, session_id: str) -> SavedSession:
@@ -149,7 +150,7 @@ class Runner:
         if self.recorder is None:  # saving was off: resuming a saved session turns it on
             from agent.sessions import SessionRecorder
 
-            meta = build.session_meta(self.options)
+            meta = build.session_meta(self.options, self.agent.backend)
             self.recorder = SessionRecorder(self.sessions(), self.agent, saved.info.id, **meta)
         await old.aclose()
         return saved
@@ -179,7 +180,7 @@ class Runner:
                 raise
         old, self.agent.backend, self.options = self.agent.backend, backend, options
         if self.recorder is not None:
-            self.recorder.meta.update(build.session_meta(options))
+            self.recorder.meta.update(build.session_meta(options, backend))
             self._saving(lambda recorder: recorder.settings_changed())
         await old.aclose()
 
@@ -192,6 +193,7 @@ class Runner:
 
         handle = on_event or self.renderer.handle
         result = None
+        await self._learn_model()
         self.renderer.begin()
         self._saving(lambda recorder: recorder.begin_turn(prompt))  # a crash from here on keeps the prompt
         stream = (
@@ -217,6 +219,19 @@ class Runner:
             self.approvals.declined_without_asking.clear()
             self.err.print(f"note: declined {names} (it needs approval; pass --yes to allow it)", style="yellow")
         return result
+
+    async def _learn_model(self) -> None:
+        """A server names its model when asked (once); the session then records that name."""
+        probe = getattr(self.agent.backend, "probe", None)
+        if probe is None or self.options.backend not in ("llamacpp", "openai"):
+            return
+        await probe()
+        if self.recorder is not None:
+            name = build.known_model(self.options, self.agent.backend)
+            if self.recorder.meta.get("model") != name:
+                self.recorder.meta["model"] = name
+                if self.recorder.session_id is not None:
+                    self._saving(lambda recorder: recorder.settings_changed())
 
     def record(self, event: Any) -> None:
         """Store what a session keeps of an event (`SessionRecorder.record`)."""
