@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import inspect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
@@ -191,6 +192,7 @@ class Agent:
                     return
         finally:
             loop.run_until_complete(events.aclose())
+            loop.run_until_complete(_finish_closings())
 
     def astream(self, prompt: str, *, output_type: Any = _AGENT_DEFAULT) -> AsyncGenerator[Event, None]:
         """Async twin of `stream`."""
@@ -211,10 +213,13 @@ class Agent:
 
     def close(self) -> None:
         """Release the backend and tools (the sandbox container among them)."""
-        self._event_loop().run_until_complete(self.aclose())
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        loop = self._event_loop()
+        loop.run_until_complete(self.aclose())
+        loop.run_until_complete(_finish_closings())
+        loop.run_until_complete(loop.shutdown_asyncgens())  # as asyncio.run ends: nothing left half-iterated
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        self._loop = None
 
     def __enter__(self) -> Agent:
         return self
@@ -621,6 +626,19 @@ def _tool_reply(call: ToolCall, output: str) -> Message:
         .with_recipient("assistant")
         .with_channel(call.channel)
     )
+
+
+async def _finish_closings() -> None:
+    """Run the closings of async generators that were dropped mid-iteration (httpx's byte streams, when a
+    completion stops before the server's stream ends): asyncio schedules them on the loop, and a sync call
+    that returned at once would leave them pending ("Task was destroyed but it is pending!")."""
+    while True:  # closing one generator can drop the next one down its chain
+        gc.collect()  # generators held in reference cycles (an exception's frames) are found now
+        await asyncio.sleep(0)  # the loop's finalizer hook creates the closing tasks on its next turn
+        closings = [t for t in asyncio.all_tasks() if type(t.get_coro()).__name__ == "async_generator_athrow"]
+        if not closings:
+            return
+        await asyncio.gather(*closings, return_exceptions=True)
 
 
 async def _contained(invocation: Awaitable[str]) -> str:

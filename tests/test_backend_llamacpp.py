@@ -192,3 +192,46 @@ def test_the_served_model_names_the_conversation_everywhere(server, tmp_path: Pa
     session_id = listed.stdout.split()[listed.stdout.split().index("id") + 6]  # first row's id
     shown = run_cli("sessions", "show", session_id, env=env)
     assert served in shown.stdout and "gpt-oss:20b" not in shown.stdout
+
+
+def test_an_option_another_backend_has_is_a_warning_once(server, tmp_path: Path):
+    config = tmp_path / "config.toml"
+    config.write_text("[options]\nnum_ctx = 16384\ntemperature = 0.5\n", encoding="utf-8")
+    env = cli_env(tmp_path / "home")
+    ran = run_cli("run", "--config", str(config), "--backend", "llamacpp", "--base-url", server.url, "--no-save",
+                  "Say hi", env=env, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.count("warning: the llamacpp backend has no model option num_ctx; it is ignored") == 1
+    config.write_text("[options]\nnum_cxt = 16384\n", encoding="utf-8")
+    typo = run_cli("run", "--config", str(config), "--backend", "llamacpp", "--base-url", server.url, "--no-save",
+                   "Say hi", env=env, timeout=120)
+    assert typo.returncode == 1
+    assert "unknown model option 'num_cxt'; known: temperature, top_p, top_k, seed, num_ctx, max_tokens" in typo.stderr
+
+
+def test_sync_calls_leave_no_pending_tasks_behind(server, tmp_path: Path):
+    """`run`, a `stream` left early and `close` with either server backend: nothing half-closed is left for the
+    interpreter to complain about ("Task was destroyed but it is pending!"), with or without `close()`."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "sync_use.py"
+    script.write_text(f"""
+from agent import Agent
+from agent.backends import LlamaCppBackend, OpenAICompatibleBackend
+
+for backend in (LlamaCppBackend("{server.url}"), OpenAICompatibleBackend(base_url="{server.url}/v1")):
+    agent = Agent(backend=backend)
+    print(agent.run("hi").output)
+    for event in agent.stream("and again"):
+        break
+    for event in agent.stream("once more"):
+        pass
+    if isinstance(backend, LlamaCppBackend):
+        agent.close()
+""", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env=cli_env(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(tiny_gguf.ANSWER) == 2
+    assert done.stderr == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 from agent.errors import ConfigurationError
@@ -43,14 +44,24 @@ def parse_options(values: dict[str, Any], where: str = "-o") -> dict[str, float 
     return dict(parse_option(key, value, where) for key, value in values.items())
 
 
+_WARNED: set[tuple[str, str]] = set()  # (backend, option) pairs already reported in this process
+
+
 def backend_arguments(backend_class: Any, options: dict[str, float | int], label: str) -> dict[str, Any]:
-    """Keyword arguments for `backend_class` from the options; one it does not take is a clear error."""
+    """Keyword arguments for `backend_class` from the options.
+
+    An option this backend does not have (`num_ctx` is Ollama's) is left out with a one-line warning, once,
+    so one config file serves every backend; a misspelled name never gets here (`parse_option` refuses it).
+    """
     accepted = inspect.signature(backend_class).parameters
     arguments: dict[str, Any] = {}
     for name, value in options.items():
         keyword = BACKEND_ARGUMENTS.get(name, name)
         if keyword not in accepted:
-            raise ConfigurationError(f"the {label} backend has no model option {name!r}")
+            if (label, name) not in _WARNED:
+                _WARNED.add((label, name))
+                sys.stderr.write(f"warning: the {label} backend has no model option {name}; it is ignored\n")
+            continue
         arguments[keyword] = value
     arguments.setdefault("max_completion_tokens", DEFAULT_MAX_TOKENS)
     return arguments
