@@ -236,8 +236,9 @@ class Agent:
     # -- the loop ---------------------------------------------------------------
 
     async def _run_steps(self, prompt: str, spec: OutputSpec[Any] | None = None) -> AsyncGenerator[Event, None]:
-        """One user turn. A turn that ends before the model produced anything (server down,
-        context overflow, cancelled) leaves the conversation as it was, so it can simply be retried."""
+        """One user turn. A turn that fails before the model produced anything (server down, context
+        overflow) leaves the conversation as it was, so it can simply be retried; one the user interrupted
+        (cancelled, Ctrl-C) keeps the prompt, so that "go on" or the next question follows it."""
         if len(prompt) > MAX_MESSAGE_CHARS:
             raise ContextOverflowError(
                 f"the message is {len(prompt):,} characters; at most {MAX_MESSAGE_CHARS:,} fit in one message "
@@ -256,6 +257,8 @@ class Agent:
                         reached_model = True
                         yield MessageEvent(user, 0)
                     yield event
+        except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+            raise  # interrupted: the prompt stays, as the user wrote it
         except BaseException:
             if not reached_model:
                 self.history.pop()

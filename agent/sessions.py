@@ -409,6 +409,7 @@ class SessionRecorder:
 
         from agent.harmony.sanitize import clean_text
 
+        self._pending = None  # an earlier turn's prompt that was interrupted stays where it is
         self._pending = self.add(Message.from_role_and_content(Role.USER, clean_text(prompt)))
 
     def abort_turn(self) -> None:

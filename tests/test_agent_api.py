@@ -208,3 +208,39 @@ def test_events_serialise_to_plain_json():
     step = next(d for d in data if d["type"] == "step")
     assert step["usage"]["prompt_tokens"] > 0 and step["outcome"] == "tool_call"
     assert data[-1]["type"] == "done" and data[-1]["result"]["output"] == "The value is value-of-k1."
+
+
+def test_a_turn_interrupted_before_the_model_answered_keeps_the_prompt():
+    import asyncio
+
+    class Silent(ScriptedBackend):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.waiting = asyncio.Event()
+
+        async def stream(self, request):
+            if not self.prompts:
+                self.prompts.append(list(request.prompt))
+                self.waiting.set()
+                await asyncio.Event().wait()  # prefill that never ends
+            async for piece in super().stream(request):
+                yield piece
+
+    async def main():
+        backend = Silent([final("It is Oslo.")])
+        a = Agent(backend=backend)
+        task = asyncio.create_task(a.arun("Capital of Norway?"))
+        await backend.waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        from agent.harmony.invariants import history_problems
+        from agent.harmony.parse import message_text
+
+        assert [message_text(m) for m in a.history] == ["Capital of Norway?"]
+        result = await a.arun("go on")
+        assert result.output == "It is Oslo."
+        assert backend.prompt_texts[1].index("Capital of Norway?") < backend.prompt_texts[1].index("go on")
+        assert history_problems(a.history) == []
+
+    asyncio.run(main())

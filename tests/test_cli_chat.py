@@ -194,3 +194,28 @@ def test_context_shows_use_and_compact_forces_a_compaction_that_a_resume_keeps(t
         quit_chat(child)
     resumed = fake.generate_requests[-1]["prompt"]
     assert "first question" not in resumed and "second question" in resumed and "and now?" in resumed
+
+
+def test_a_prompt_interrupted_before_any_output_stays(tmp_path):
+    """Ctrl-C while the model is still reading the prompt (no token yet): the prompt stays in the conversation
+    and in the session, so "go on" follows it, and a resumed session has it too."""
+    fake = StallingFake([final_text("never shown"), final_text("The capital is Oslo.", "Ok."),
+                         final_text("Still Oslo.", "Ok.")], stall_at={0: 0})
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        child = spawn_chat(env=env)
+        say(child, "What is the capital of Norway?")
+        assert fake.stalled.wait(30)
+        child.sendintr()
+        child.expect_exact("stopped")
+        say(child, "go on")
+        child.expect_exact("The capital is Oslo.")
+        quit_chat(child)
+        second = fake.generate_requests[1]["prompt"]
+        assert second.index("What is the capital of Norway?") < second.index("go on")
+        resumed = spawn_chat("--continue", env=env)
+        say(resumed, "Sure?")
+        resumed.expect_exact("Still Oslo.")
+        quit_chat(resumed)
+    third = fake.generate_requests[2]["prompt"]
+    assert "What is the capital of Norway?" in third and "go on" in third and "The capital is Oslo." in third

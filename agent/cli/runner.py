@@ -209,8 +209,10 @@ class Runner:
                     handle(event)
                     if isinstance(event, RunFinished):
                         result = event.result
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise  # interrupted: the prompt stays in the conversation and in the session
         except BaseException:
-            self._saving(lambda recorder: recorder.abort_turn())  # no-op once the model was reached
+            self._saving(lambda recorder: recorder.abort_turn())  # a failure before the model: take it back
             raise
         finally:
             self.renderer.close()
