@@ -211,3 +211,24 @@ def test_importing_agent_does_not_import_the_sdk() -> None:
     code = "import agent, tools.mcp, sys; print('mcp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_include_and_exclude_take_the_names_the_user_sees() -> None:
+    backend = ScriptedBackend([call("functions.get_sum", {"a": 2, "b": 3}), final("ok")])
+    server = everything(include={"echo", "get_sum", "get-env"}, exclude={"get_env"}, requires_approval={"get_sum"})
+    with Agent(backend=backend, tools=[server], approve=lambda c: True) as agent:
+        result = agent.run("go")
+        assert sorted(agent.tools.functions) == ["echo", "get_sum"]
+    assert "5" in result.tool_calls[0].output
+
+
+def test_a_name_that_matches_no_tool_lists_the_available_ones() -> None:
+    from agent.errors import ConfigurationError
+
+    with Agent(backend=ScriptedBackend([final("never")]), tools=[everything(include={"get_summ"})]) as agent:
+        with pytest.raises(ConfigurationError) as info:
+            agent.run("go")
+    message = str(info.value)
+    assert message.startswith("MCP server everything: include names no tool it has: get_summ (available: ")
+    assert "get_sum" in message and "echo" in message
+    assert agent.history == []  # the turn never reached the model

@@ -59,8 +59,9 @@ class Http:
 class MCPServer(Toolset):
     """The tools of one MCP server. Build it with `MCPServer.stdio(...)` or `MCPServer.http(...)`.
 
-    `include`/`exclude` pick tools by the server's names; `requires_approval`
-    is True, False or the names that need it; `timeout` bounds each call.
+    `include`/`exclude` pick tools by name (the server's, `get-sum`, or the one
+    the model sees, `get_sum`); `requires_approval` is True, False or the
+    names that need it; `timeout` bounds each call.
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class MCPServer(Toolset):
     def needs_approval(self, tool: str) -> bool:
         if isinstance(self.requires_approval, bool):
             return self.requires_approval
-        return tool in self.requires_approval
+        return tool in self.requires_approval or to_identifier(tool) in self.requires_approval
 
     @property
     def running(self) -> bool:
@@ -205,19 +206,31 @@ class MCPServer(Toolset):
         self.last_error = connection.explain(exc)
 
     def _as_tools(self, specs: list[Any]) -> list[MCPTool]:
-        tools: list[MCPTool] = []
+        """The offered tools; `include`/`exclude` match the server's name (`get-sum`) or the one the model and
+        `/tools` see (`get_sum`), and a name that matches neither is an error listing the available ones."""
+        named: list[tuple[Any, str]] = []
         taken: set[str] = set()
         for spec in sorted(specs, key=lambda s: s.name):
-            if (self.include is not None and spec.name not in self.include) or spec.name in self.exclude:
-                continue
             name = base = to_identifier(spec.name)
             n = 1
             while name in taken:  # `get-sum` and `get_sum` on one server
                 n += 1
                 name = f"{base}_{n}"
             taken.add(name)
-            tools.append(MCPTool(self, spec, name))
-        return tools
+            named.append((spec, name))
+        known = {spec.name for spec, _ in named} | taken
+        for key, names in (("include", self.include or set()), ("exclude", self.exclude)):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                available = ", ".join(name for _, name in named) or "none"
+                raise ConfigurationError(f"MCP server {self.name}: {key} names no tool it has: "
+                                         f"{', '.join(unknown)} (available: {available})")
+
+        def picked(names: set[str], spec: Any, name: str) -> bool:
+            return spec.name in names or name in names
+
+        return [MCPTool(self, spec, name) for spec, name in named
+                if (self.include is None or picked(self.include, spec, name)) and not picked(self.exclude, spec, name)]
 
 
 class _Connection:
