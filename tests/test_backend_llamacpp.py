@@ -189,8 +189,9 @@ def test_the_served_model_names_the_conversation_everywhere(server, tmp_path: Pa
         quit_chat(child)
     listed = run_cli("sessions", env=env)
     assert listed.stdout.count(served) == 2 and "gpt-oss:20b" not in listed.stdout, listed.stdout
-    session_id = listed.stdout.split()[listed.stdout.split().index("id") + 6]  # first row's id
-    shown = run_cli("sessions", "show", session_id, env=env)
+    rows = [json.loads(line) for line in run_cli("sessions", "--json", env=env).stdout.splitlines()]
+    assert [r["model"] for r in rows] == [served, served]
+    shown = run_cli("sessions", "show", rows[0]["id"], env=env)
     assert served in shown.stdout and "gpt-oss:20b" not in shown.stdout
 
 

@@ -219,3 +219,20 @@ def test_a_prompt_interrupted_before_any_output_stays(tmp_path):
         quit_chat(resumed)
     third = fake.generate_requests[2]["prompt"]
     assert "What is the capital of Norway?" in third and "go on" in third and "The capital is Oslo." in third
+
+
+def test_slash_habits_from_ollama(tmp_path):
+    fake = FakeOllama([final_text("Hi!")])
+    with serve(fake) as url:
+        child = spawn_chat(env=cli_env(tmp_path, url))
+        say(child, "/?")
+        child.expect_exact("/reset")
+        say(child, "/show")
+        child.expect_exact("model")
+        child.expect_exact("gpt-oss:20b")
+        child.expect_exact("effort")
+        child.expect_exact("medium")
+        say(child, "/bye")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0

@@ -486,3 +486,35 @@ def test_schema_file_that_is_no_json_schema_is_refused(tmp_path):
     done = run_cli("run", "--no-save", "--schema", str(schema_file), "x", env=cli_env(tmp_path, "http://127.0.0.1:9"))
     assert done.returncode == 1
     assert error_lines(done.stderr)[0].startswith(f"error: --schema {schema_file}: not a valid JSON Schema (properties/n/type")
+
+
+def test_habits_from_llm_a_bare_prompt_sessions_json_and_unwrapped_pipes(tmp_path):
+    """`oss-agent "prompt"` answers it; `sessions --json` is one object a line; piped output is never wrapped."""
+    long_question = "Which of these rivers is the longest one that flows through more than five countries in Europe?"
+    fake = FakeOllama([final_text("The Danube.\n\n- it flows through ten countries, more than any other river")])
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        env.pop("COLUMNS")
+        answered = run_cli("--no-save", "-m", "gpt-oss:20b", "Why is the sky blue?", env=env)  # flags, then the prompt
+        fake.add(final_text("Rayleigh."))
+        saved = run_cli(long_question, env=env)
+    assert answered.returncode == 0 and answered.stdout.startswith("The Danube."), answered.stderr
+    assert saved.returncode == 0 and saved.stdout.startswith("Rayleigh."), saved.stderr
+    assert "Why is the sky blue?" in fake.generate_requests[0]["prompt"]
+    listed = run_cli("sessions", "--json", env=env)
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["title"].endswith("…") and long_question.startswith(row["title"][:-1])  # titles are kept short
+    assert (row["turns"], row["model"], row["backend"], row["rating"]) == (1, "gpt-oss:20b", "ollama", None)
+    assert row["updated_at"].endswith("+00:00")
+    assert run_cli("sessions", "list", "--json", env=env).stdout == listed.stdout
+    table = run_cli("sessions", env=env).stdout.splitlines()
+    assert len(table) == 2 and table[1].rstrip().endswith(row["title"])  # one line per session, however long
+
+
+def test_errors_name_the_cli_options(tmp_path):
+    fake = FakeOllama([Completion("<|channel|>analysis<|message|>" + "long " * 30, done_reason="length")] * 3)
+    with serve(fake) as url:
+        done = run_cli("run", "--no-save", "-o", "max_tokens", "40", "Think hard", env=cli_env(tmp_path, url))
+    assert done.returncode == 1
+    (line,) = error_lines(done.stderr)
+    assert "raise max_tokens (-o max_tokens N)" in line and "max_completion_tokens" not in line

@@ -12,6 +12,7 @@ from agent.cli.options import BACKENDS, EFFORTS
 DESCRIPTION = "Chat with a local gpt-oss model, with tools, in your terminal."
 EPILOG = """\
 examples:
+  oss-agent "Why is the sky blue?"           answer one prompt (as `oss-agent run`)
   oss-agent chat -t browser                  chat with web browsing
   oss-agent run "What is 2**100?" -t python  one answer on stdout
   oss-agent chat -c                          continue the latest session
@@ -115,9 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sessions", parents=[common], help="list, show, export, rate or delete saved sessions",
                        description="Saved conversations. Without a subcommand: list them.")
     p.set_defaults(handler=cmd_sessions, action="list")
+    p.add_argument("--json", action="store_true", help="list: one JSON object per session and line")
     actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
     q = actions.add_parser("list", parents=[nested], help="list saved sessions (the default)")
     q.add_argument("-n", "--limit", type=int, default=20, help="how many to list (default 20)")
+    q.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="one JSON object per session and line")
     q = actions.add_parser("show", parents=[nested], help="print a session's conversation")
     q.add_argument("id", metavar="ID", help="session id or a unique prefix")
     q = actions.add_parser(
@@ -238,7 +242,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return manage.rate_session(args.id, args.rating)
     if args.action == "rm":
         return manage.remove_session(args.id)
-    return manage.list_sessions(args.limit)
+    return manage.list_sessions(args.limit, json_output=bool(getattr(args, "json", False)))
 
 
 # -- entry point --------------------------------------------------------------
@@ -250,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in {"chat", "run", "doctor", "pull", "models", "sessions", "-h", "--help",
                                      "--version"}:
-        argv = ["chat", *argv]  # `oss-agent` alone, or with chat flags, starts a chat
+        # `oss-agent` alone, or with chat flags, starts a chat; with a prompt it answers it, as `llm "..."` does
+        _, rest = parser.parse_known_args(["chat", *argv])
+        argv = ["run" if any(not word.startswith("-") for word in rest) else "chat", *argv]
     args = parser.parse_args(argv)
     debug = bool(args.debug) or os.environ.get("OSS_AGENT_DEBUG", "") in ("1", "true", "yes", "on")
     json_output = bool(getattr(args, "json", False))
@@ -278,7 +284,9 @@ def _report(exc: BaseException, debug: bool, json_output: bool) -> int:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         if isinstance(exc, ModelOutputError) and exc.raw:
             print(f"raw model output:\n{exc.raw}", file=sys.stderr)
-    message = str(exc) or type(exc).__name__
+    from agent.cli.options import cli_words
+
+    message = cli_words(str(exc) or type(exc).__name__)
     if not expected:
         message = f"unexpected {type(exc).__name__}: {message} (this is a bug; run with --debug for the traceback)"
     _error(message, json_output, type(exc).__name__)

@@ -95,12 +95,23 @@ async def _ollama_models(host: str | None) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def list_sessions(limit: int) -> int:
+def list_sessions(limit: int, json_output: bool = False) -> int:
+    import json
+    import sys
+
     from agent.sessions import SessionStore
 
     store = SessionStore()
     sessions = store.list(limit=limit) if store.path.exists() else []
     out = console()
+    if json_output:  # one object per line, as `llm logs --json` and jq like it
+        for s in sessions:
+            sys.stdout.write(json.dumps({
+                "id": s.id, "title": s.title, "turns": s.turns, "model": s.settings.get("model"),
+                "backend": s.settings.get("backend"), "rating": s.rating, "created_at": _iso(s.created_at),
+                "updated_at": _iso(s.updated_at),
+            }, ensure_ascii=False) + "\n")
+        return 0
     if not sessions:
         console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
         return 0
@@ -138,7 +149,7 @@ def show_session(session_id: str) -> int:
         elif message.channel == "analysis":
             out.print(_escape(text), style="dim")
         elif message.channel == "final":
-            out.print(Markdown(text))
+            out.print(Markdown(text) if out.is_terminal else _escape(text))  # piped: the text as written
         else:
             out.print(_escape(text), style="italic")
     return 0
@@ -205,3 +216,9 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _iso(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")

@@ -219,3 +219,14 @@ def _parse_text(setting: Setting, text: str, where: str) -> Any:
     if setting.kind is list:
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
+
+
+def cli_words(message: str, *, chat: bool = False) -> str:
+    """An error of the library's, with its setting names as the command line (or the chat) spells them."""
+    words = {
+        "max_completion_tokens": "max_tokens (/set max_tokens N)" if chat else "max_tokens (-o max_tokens N)",
+        "raise max_steps": "raise max_steps (--max-steps N)",
+    }
+    for library, cli in words.items():
+        message = message.replace(library, cli)
+    return message

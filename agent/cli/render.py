@@ -8,6 +8,7 @@ stderr, so `oss-agent run ... > answer.md` captures only the answer.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -321,7 +322,12 @@ def console(stderr: bool = False, no_color: bool = False) -> Console:
     """A console for stdout or stderr; piped, its lines are never wrapped (the reader's terminal wraps them)."""
     made = Console(stderr=stderr, highlight=False, no_color=no_color or None)
     made.soft_wrap = not made.is_terminal
+    if not made.is_terminal and not stderr and "COLUMNS" not in os.environ:
+        made.width = PIPED_WIDTH  # tables take the width their cells need: no title is wrapped or cut
     return made
+
+
+PIPED_WIDTH = 10_000  # stdout's width when it is a file or a pipe
 
 
 def make_consoles(no_color: bool = False) -> tuple[Console, Console]:

@@ -28,8 +28,10 @@ PROMPT = "› "
 SERVER_BACKENDS = ("ollama", "llamacpp", "openai")  # checked when the chat starts
 PREFLIGHT_TIMEOUT_S = 10.0
 REPLAY_TURNS = 3  # turns of a resumed session shown again
+ALIASES = {"/bye": "/exit", "/quit": "/exit", "/?": "/help"}  # as `ollama run` and `llm chat` spell them
 COMMANDS = {
-    "/help": ("", "show this help"),
+    "/help": ("", "show this help (or /?)"),
+    "/show": ("", "the model, backend, context window, effort, options and tools of this chat"),
     "/reset": ("", "start a new conversation"),
     "/effort": ("LEVEL", "reasoning effort: low, medium or high"),
     "/tools": ("", "list the tools the model can call"),
@@ -45,7 +47,7 @@ COMMANDS = {
     "/raw": ("", "last prompt and completion as Harmony text"),
     "/context": ("", "context window use, the history policy, and what /compact would do"),
     "/compact": ("", "compact the history now, as the history policy would past its mark"),
-    "/exit": ("", "quit (or Ctrl-D)"),
+    "/exit": ("", "quit (or /bye, /quit, Ctrl-D)"),
 }
 
 
@@ -123,7 +125,9 @@ class Repl:
     def _report(self, exc: BaseException) -> None:
         if self.runner.options.debug:
             _print_traceback(exc)
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        from agent.cli.options import cli_words
+
+        message = cli_words(" ".join(str(exc).split()) or type(exc).__name__, chat=True)
         if not isinstance(exc, OssAgentError):
             message = f"unexpected {type(exc).__name__}: {message} (a bug; --debug shows the traceback)"
         self.err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
@@ -143,7 +147,8 @@ class Repl:
     async def _command(self, line: str) -> None:
         name, _, arg = line.partition(" ")
         name, arg = name.lower(), arg.strip()
-        if name in ("/exit", "/quit"):
+        name = ALIASES.get(name, name)
+        if name == "/exit":
             self.running = False
             return
         handler = getattr(self, "_cmd_" + name[1:], None)
@@ -164,6 +169,27 @@ class Repl:
         self.err.print(table)
         self.err.print("Enter sends · Alt-Enter or a trailing \\ adds a line · Ctrl-C stops a turn · Ctrl-D exits",
                        style="dim", markup=False)
+
+    def _cmd_show(self, arg: str) -> None:
+        from agent.cli.model_options import describe
+
+        runner, agent = self.runner, self.runner.agent
+        options = runner.options
+        window = getattr(agent.backend, "context_window", None)
+        where = getattr(agent.backend, "host", None) or options.base_url or "in-process"
+        rows = [
+            ("model", build.model_name(options, agent.backend)),
+            ("backend", f"{options.backend} ({where})"),
+            ("context", f"{window:,} tokens" if isinstance(window, int) else "unknown until the server answers"),
+            ("effort", agent.reasoning_effort),
+            ("options", describe(options.options)),
+            ("tools", ", ".join(t.name for t in agent.tools) or "none"),
+            ("session", runner.recorder.session_id or "not saved yet" if runner.recorder else "not saved (--no-save)"),
+        ]
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for key, value in rows:
+            table.add_row(f"[bold]{key}[/]", escape(str(value)))
+        self.err.print(table)
 
     def _cmd_reset(self, arg: str) -> None:
         self.runner.agent.reset()
