@@ -44,14 +44,17 @@ def delete_file(path: str) -> str:
 class _StallingLines(list):
     """Reply lines that stop after `keep` of them until `release` is set."""
 
-    def __init__(self, lines: list[bytes], keep: int, stalled: threading.Event, release: threading.Event) -> None:
+    def __init__(self, lines: list[bytes], keep: int, stalled: threading.Event, release: threading.Event,
+                 resume: bool = False) -> None:
         super().__init__(lines[:keep])
         self.stalled, self.release = stalled, release
+        self.rest = lines[keep:] if resume else []
 
     def __iter__(self) -> Iterator[bytes]:
         yield from list.__iter__(self)
         self.stalled.set()
-        self.release.wait(STALL_LIMIT_S)
+        if self.release.wait(STALL_LIMIT_S):
+            yield from self.rest
 
     def __len__(self) -> int:  # never "one line": the handler must not send a Content-Length
         return max(2, list.__len__(self))
@@ -66,6 +69,7 @@ class StallingFake(FakeOllama):
     """
 
     stall_at: dict[int, int] = field(default_factory=dict)
+    resume: bool = False  # after `release`, send the rest of the completion instead of closing
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,7 +80,7 @@ class StallingFake(FakeOllama):
         index = len(self.generate_requests)
         reply = super().handle(method, path, body)
         if path == "/api/generate" and index in self.stall_at:
-            reply.lines = _StallingLines(reply.lines, self.stall_at[index], self.stalled, self.release)
+            reply.lines = _StallingLines(reply.lines, self.stall_at[index], self.stalled, self.release, self.resume)
         return reply
 
     def prompts(self) -> list[str]:

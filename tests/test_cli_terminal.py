@@ -168,3 +168,30 @@ def test_resuming_reprints_the_last_turns(tmp_path):
     positions = [screen.index(text) for text in ("> Question 2", "Answer 2.", "> Question 3", "Answer 3.",
                                                  "> Question 4", "Answer 4.")]
     assert positions == sorted(positions)
+
+
+def test_a_spinner_counts_the_seconds_until_the_first_token(tmp_path):
+    """Prefill on a CPU can take a minute: from the moment a request is sent something moves, in chat and run."""
+    import pexpect
+    import sys
+
+    fake = StallingFake([final_text("Here it is.", "Ok."), final_text("Second.", "Ok.")], stall_at={0: 0, 1: 0},
+                        resume=True)
+    with serve(fake) as url:
+        env = cli_env(tmp_path, url)
+        child = spawn_chat(env=env)
+        say(child, "Hello?")
+        assert fake.stalled.wait(30)
+        child.expect(r"waiting for the model… \d+ s")
+        fake.release.set()
+        child.expect_exact("Here it is.")
+        quit_chat(child)
+        fake.stalled.clear()
+        fake.release.clear()
+        run = pexpect.spawn(sys.executable, ["-m", "agent.cli", "run", "--no-save", "Again?"], env=env,
+                            encoding="utf-8", timeout=30, dimensions=(40, 120))
+        assert fake.stalled.wait(30)
+        run.expect(r"waiting for the model… \d+ s")
+        fake.release.set()
+        run.expect_exact("Second.")
+        run.expect(pexpect.EOF)

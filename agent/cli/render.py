@@ -38,6 +38,17 @@ RESULT_CHARS = 800
 REFRESH_S = 0.05  # live Markdown is redrawn at most this often
 
 
+class Elapsed:
+    """A status line that counts the seconds since it was made, each time it is drawn."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.perf_counter()
+
+    def __rich__(self) -> Text:
+        return Text(f"{self.label} {time.perf_counter() - self.started:.0f} s")
+
+
 class TurnRenderer:
     """Renders the events of one turn after another; `close()` ends whatever is on screen."""
 
@@ -97,25 +108,36 @@ class TurnRenderer:
             self._stop_status()
             waited, declined = self.approval_of(event.call)
             self.err.print(tool_panel(event, waited=waited, declined=declined))
+            self.waiting()  # the result goes back to the model now
         elif isinstance(event, StepFinished):
             self._prompt_tokens_last = event.prompt_tokens
             if event.outcome == "retry" and event.error:
                 self._discard_answer()
                 self._enter(None)
                 self.err.print(f"note: {event.error}; sampling again", style="yellow", markup=False, highlight=False)
+            if event.outcome in ("retry", "continue"):
+                self._enter(None)
+                self.waiting()
         elif isinstance(event, HistoryCompacted):
             self._enter(None)
             self.err.print(f"note: history compacted: {event.summary} ({event.tokens_before:,} → "
                            f"{event.tokens_after:,} tokens)", style="dim", markup=False, highlight=False)
         elif isinstance(event, RunFinished):
+            self._stop_status()
             self._enter(None)
             self.err.print()
             self.err.print(self.footer(event.result), style="dim", highlight=False, soft_wrap=True)
             self._reset_turn()
 
     def begin(self) -> None:
-        """A turn starts now (the footer's time counts from here)."""
+        """A turn starts now (the footer's time counts from here); its first request is on its way."""
         self._reset_turn()
+        self.waiting()
+
+    def waiting(self) -> None:
+        """A spinner with the seconds since a request was sent, until the model's first token (prefill on a
+        CPU can take a minute)."""
+        self._start_status(Elapsed("waiting for the model…"))
 
     def debug_raw(self, prompt: list[int], completion: list[int], shared: int) -> None:
         """With --debug: the new part of the prompt and the completion, as Harmony text."""
@@ -247,8 +269,9 @@ class TurnRenderer:
         rendered = self.cite(text)
         return rendered if final or not self._shown or rendered.startswith(self._shown) else self._shown
 
-    def _start_status(self, message: str) -> None:
-        if self.err.is_terminal and self._status is None:
+    def _start_status(self, message: Any) -> None:
+        self._stop_status()  # one spinner at a time: the newest says what is going on
+        if self.err.is_terminal:
             self._status = self.err.status(message, spinner="dots")
             self._status.start()
 
