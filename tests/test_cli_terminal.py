@@ -195,3 +195,27 @@ def test_a_spinner_counts_the_seconds_until_the_first_token(tmp_path):
         fake.release.set()
         run.expect_exact("Second.")
         run.expect(pexpect.EOF)
+
+
+def test_the_approval_prompt_shows_the_call_in_a_panel_then_asks_on_its_own_line(tmp_path, slow_tools):
+    arguments = '{"path": "/tmp/build", "note": "' + "x" * 150 + '"}'
+    fake = FakeOllama([call_text("slow_cleanup", arguments), final_text("Left alone.", "Ok.")])
+    with serve(fake) as url:
+        child = spawn_chat("-t", str(slow_tools), env=cli_env(tmp_path, url))
+        say(child, "Clean up")
+        screen = recording(child)
+        child.expect_exact("[a]lways:")
+        child.send("n\r")
+        child.expect_exact("Left alone.")
+        quit_chat(child)
+    import re
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).replace("\r", "")
+    lines = shown.split("\n")
+    (question,) = [line for line in lines if "[y]es / [n]o / [a]lways" in line]  # redrawn in place as typed
+    assert question.strip().startswith("Run functions.slow_cleanup? [y]es / [n]o / [a]lways:")
+    assert "{" not in question and "/tmp/build" not in question  # the arguments are in the panel, not here
+    above = shown[: shown.index("Run functions.slow_cleanup?")]
+    assert "functions.slow_cleanup wants to run" in above
+    assert '"path": "/tmp/build"' in above and "xxxxxxxxxx" in above  # the arguments, pretty, in the panel
+    assert "╭" in above and "╰" in above

@@ -165,6 +165,11 @@ class TurnRenderer:
         if self._block == "text":
             self._enter(None)
 
+    def approval(self, call: Any) -> None:
+        """The call in a panel, above the question that asks to run it."""
+        self.pause()
+        self.err.print(approval_panel(call))
+
     # -- blocks -----------------------------------------------------------------
 
     def _enter(self, block: str | None) -> None:
@@ -325,6 +330,20 @@ def tool_panel(event: ToolResultEvent, *, waited: float = 0.0, declined: bool = 
         border_style="red" if event.error else "blue",
         expand=False,
     )
+
+
+APPROVAL_LINES = 60  # of the code or arguments shown before the user is asked
+
+
+def approval_panel(call: Any) -> Panel:
+    """What a call would run, for the user to read before saying yes: the code, or the arguments as JSON."""
+    body: Any
+    if call.name == "python" and call.method is None:
+        body = Syntax(_clip_lines(call.arguments, APPROVAL_LINES), "python", theme="ansi_dark", word_wrap=True)
+    else:
+        body = Text(_clip_lines(_pretty_json(call.arguments), APPROVAL_LINES), style="cyan")
+    return Panel(body, title=f"[bold]{call.recipient}[/] wants to run", title_align="left",
+                 border_style="yellow", expand=False)
 
 
 def _pretty_json(text: str) -> str:

@@ -37,6 +37,7 @@ class Approvals:
         self.ask = ask
         self.before_asking = before_asking
         self.after_approving: Callable[[ToolCall], None] = lambda call: None
+        self.show_call: Callable[[ToolCall], None] = lambda call: None  # shows what would run, before asking
         self.always: set[str] = set()
         self.declined_without_asking: list[str] = []
         self._asked: list[tuple[ToolCall, float, bool]] = []  # (call, seconds spent asking, approved)
@@ -58,9 +59,9 @@ class Approvals:
 
     async def _question(self, call: ToolCall) -> bool:
         assert self.ask is not None
-        arguments = call.arguments if len(call.arguments) <= 400 else call.arguments[:400] + "…"
+        self.show_call(call)  # the code or arguments in a panel; the question on a line of its own
         while True:
-            question = f"Run {call.recipient} with {arguments}? [y]es / [n]o / [a]lways: "
+            question = f"Run {call.recipient}? [y]es / [n]o / [a]lways: "
             answer = (await self.ask(question)).strip().lower()
             if answer in ("y", "yes"):
                 return True
@@ -93,6 +94,7 @@ class Runner:
         self.approvals = Approvals(options.yes, ask)
         self.renderer = TurnRenderer(out, err, show_reasoning=options.reasoning == "show")
         self.approvals.before_asking = self.renderer.pause
+        self.approvals.show_call = self.renderer.approval
         self.approvals.after_approving = self.renderer.tool_running
         self.renderer.approval_of = self.approvals.outcome
 
