@@ -21,6 +21,7 @@ from agent.errors import SandboxError, SandboxUnavailableError
 from . import files
 from .config import SandboxConfig, parse_size
 from .docker_client import CONNECTION_ERRORS, connect, labels, sweep_orphans
+from .image import find_built_image
 from .protocol import ChannelClosed, FrameReader, ProtocolError, encode, valid_text
 from .pull import ensure_image
 from .result import ExecError, ExecResult
@@ -62,7 +63,8 @@ def _cleanup(state: dict[str, Any]) -> None:
 class DockerSandbox:
     """A Python interpreter whose state persists across `run` calls.
 
-    ``image`` defaults to ``$OSS_AGENT_SANDBOX_IMAGE``, else ``python:3.12-slim``.
+    ``image`` defaults to ``$OSS_AGENT_SANDBOX_IMAGE``, else an image ``python -m sandbox.image``
+    built on this machine (found by its label), else ``python:3.12-slim``.
     ``timeout`` is the default per-cell limit in seconds. Other keyword options
     (network, memory, cpus, user, seccomp, ...) are described in
     `sandbox.config`; every default is the locked-down one.
@@ -72,7 +74,7 @@ class DockerSandbox:
     """
 
     def __init__(self, image: str | None = None, timeout: float = 120, *, client: Any = None, **options: Any):
-        self.image = image or os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+        self.image: str | None = image or os.environ.get(IMAGE_ENV) or None  # None: found when the box starts
         self.timeout = float(timeout)
         self.config = SandboxConfig.from_options(options)
         self.session = secrets.token_hex(6)
@@ -254,6 +256,8 @@ class DockerSandbox:
 
     def _start_container(self) -> None:
         client = self._client()
+        if self.image is None:
+            self.image = find_built_image(client) or DEFAULT_IMAGE
         ensure_image(client, self.image, pull=self.config.pull)
         api = client.api
         if self._state["volume"] is None:

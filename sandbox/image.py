@@ -49,6 +49,24 @@ def _log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+# ---------------------------------------------------------------- finding built images
+
+
+def find_built_image(client: docker.DockerClient) -> str | None:
+    """The tag of an image `python -m sandbox.image` built here: the default recipe's, else the newest; None
+    when there is none. This is how the sandbox finds its image offline without being told a tag."""
+    try:
+        found = client.api.images(filters={"label": BUILD_LABEL})
+    except docker.errors.APIError:
+        return None
+    tagged = [(image.get("Created", 0), tag) for image in found for tag in image.get("RepoTags") or []
+              if tag and not tag.startswith("<none>")]
+    default = recipe_tag()
+    if any(tag == default for _, tag in tagged):
+        return default
+    return max(tagged)[1] if tagged else None
+
+
 # ---------------------------------------------------------------- building images
 
 

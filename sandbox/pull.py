@@ -13,7 +13,7 @@ from .docker_client import CONNECTION_ERRORS
 
 BUILD_HINT = (
     "Build one without a registry with `python -m sandbox.image` (a Debian/Ubuntu host with apt), "
-    "then set OSS_AGENT_SANDBOX_IMAGE to the tag it prints (in Python: PythonTool(image=TAG))."
+    "the sandbox then finds it by itself (or name one: OSS_AGENT_SANDBOX_IMAGE, PythonTool(image=TAG))."
 )
 REASON_CHARS = 300
 

@@ -257,14 +257,16 @@ def check_image(needed: bool) -> Check:
         from sandbox import DEFAULT_IMAGE, IMAGE_ENV
     except Exception as exc:
         return Check("sandbox image", False, f"the sandbox is not available ({exc})", "reinstall oss-agent", needed)
-    image = os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+    from sandbox.image import find_built_image
+
     client = docker.from_env(timeout=5)
+    image = os.environ.get(IMAGE_ENV) or find_built_image(client) or DEFAULT_IMAGE
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
         return Check("sandbox image", False, f"{image} is not present",
                      f"run `docker pull {image}`, or build one offline with `python -m sandbox.image` "
-                     f"and set {IMAGE_ENV}", needed)
+                     "(the sandbox finds it by itself)", needed)
     except Exception as exc:
         return Check("sandbox image", False, f"cannot inspect {image} ({type(exc).__name__})", "check Docker", needed)
     finally:
