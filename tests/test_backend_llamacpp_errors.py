@@ -25,10 +25,12 @@ from agent.harmony.encoding import get_encoding
 BASE = "http://127.0.0.1:8080"
 PROPS = {"default_generation_settings": {"n_ctx": 4096}, "total_slots": 1, "model_path": "tiny.gguf"}
 PROBE = "<|start|>assistant<|channel|>final<|message|>"
+MODELS = {"object": "list", "data": [{"id": "tiny.gguf", "object": "model", "owned_by": "llamacpp"}]}  # as served
 
 
 def fake(router, events=(), *, tokens=None, props=PROPS, status=200, body=None):
     router.get("/props").mock(return_value=httpx.Response(200, json=props))
+    router.get("/v1/models").mock(return_value=httpx.Response(200, json=MODELS))
     harmony = get_encoding().encode(PROBE, allowed_special="all")
     router.post("/tokenize").mock(return_value=httpx.Response(200, json={"tokens": tokens or harmony}))
     content = body if body is not None else b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)

@@ -88,7 +88,8 @@ def test_a_failed_pull_is_one_whole_sentence_that_names_the_cli_setting():
     assert "\n" not in message and "http+docker" not in message
     assert "(pull access denied for oss-agent-sandbox, repository does not exist" in message
     assert " …)" in message and "detai)" not in message  # shortened at a word boundary
-    assert message.endswith("then set OSS_AGENT_SANDBOX_IMAGE to the tag it prints (in Python: PythonTool(image=TAG)).")
+    assert message.endswith("the sandbox then finds it by itself (or name one: OSS_AGENT_SANDBOX_IMAGE, "
+                            "PythonTool(image=TAG)).")
 
 
 def test_a_forced_rebuild_leaves_no_dangling_image(monkeypatch):

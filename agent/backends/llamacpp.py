@@ -83,7 +83,8 @@ class LlamaCppBackend(ServerBackend):
         connect_timeout: float = 5.0,
     ) -> None:
         super().__init__(resolve_url(base_url), timeout=timeout, connect_timeout=connect_timeout)
-        self.model = model
+        self.model = model  # the served model's name: as asked, or as the server names it once probed
+        self._asked = model  # sent with each request only when asked for (a router picks by it)
         self._context_window = context_window
         self._max_completion = int(max_completion_tokens)
         self._sampling: dict[str, Any] = {
@@ -120,7 +121,7 @@ class LlamaCppBackend(ServerBackend):
         body = read_json(r)
         data = body.get("data") if isinstance(body, dict) else None
         served = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-        if self.model is None:
+        if self._asked is None:
             if r.status_code < 400 and len(served) == 1 and isinstance(served[0], str):
                 self.model = served[0]
             return
@@ -162,8 +163,8 @@ class LlamaCppBackend(ServerBackend):
             "prompt": prompt, "n_predict": budget, "stream": True, "return_tokens": True,
             "cache_prompt": True, **self._sampling, **self._extra, **(extra or {}),
         }
-        if self.model is not None:
-            body["model"] = self.model
+        if self._asked is not None:
+            body["model"] = self._asked
         started = time.perf_counter()
         first: float | None = None
         final: dict[str, Any] | None = None

@@ -18,7 +18,6 @@ fully usable, if it was not. Unusable messages are dropped, never kept.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,7 +26,6 @@ from openai_harmony import HarmonyError, Message, Role, StreamableParser
 
 from agent.harmony.encoding import get_encoding, special_ids
 from agent.harmony.header import CHANNELS, Header, HeaderError, RecipientReader, read_header, sampled_header
-from tools.function import repair_json_arguments
 
 DeltaKind = Literal["reasoning", "preamble", "text", "arguments"]
 
@@ -418,19 +416,14 @@ def _json_left_open(current: _Open) -> bool:
     text = get_encoding().decode(current.content).strip()
     if not text.startswith(("{", "[")):
         return False
-    try:
-        json.loads(repair_json_arguments(text))
-        return False  # whole JSON, or JSON the tools layer repairs
-    except ValueError:
-        pass
     depth, in_string, escaped = 0, False, False
     for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True  # `\"` outside a string is an over-escaped quote (repaired later), never one that opens
+        elif in_string:
+            if ch == '"':
                 in_string = False
         elif ch == '"':
             in_string = True
