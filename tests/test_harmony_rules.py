@@ -276,6 +276,8 @@ def test_rejected_output_ends_in_model_output_error(raw):
     ('"{\\"city\\": \\"Oslo\\"}"', {"city": "Oslo"}),  # a JSON string holding JSON
     ('"{\\"tags\\": [\\"a\\", \\"ü\\"]}"', {"tags": ["a", "ü"]}),
     ('{"query": \\"Grüße\\"}', {"query": "Grüße"}),  # quotes escaped outside a string
+    ('```json\n{"city": "Lyon"}\n```', {"city": "Lyon"}),  # in a code fence
+    ('Here you go: {"city": "Kraków", "days": 3}', {"city": "Kraków", "days": 3}),  # words before it
 ])
 def test_arguments_that_peers_repair(payload, arguments, via):
     raw = f"<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{payload}<|call|>"

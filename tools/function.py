@@ -131,20 +131,14 @@ def repair_json_arguments(text: str) -> str:
     """The arguments with the slips peers repair undone; anything else unchanged.
 
     - a JSON string that holds JSON (`"{\\"city\\": \\"Oslo\\"}"`) is that JSON (vLLM, llama.cpp);
-    - quotes escaped outside any string (`{"query": \\"foo\\"}`) are plain quotes, when that parses.
+    - quotes escaped outside any string (`{"query": \\"foo\\"}`) are plain quotes, when that parses;
+    - an object in a code fence or with words around it is that object (llama.cpp, Ollama).
     """
     stripped = text.strip()
     try:
         value = json.loads(stripped)
     except json.JSONDecodeError:
-        if '\\"' not in stripped:
-            return text
-        unescaped = stripped.replace('\\"', '"')
-        try:
-            json.loads(unescaped)
-        except json.JSONDecodeError:
-            return text
-        return unescaped
+        return _unescaped(stripped) or _enclosed(stripped) or text
     if isinstance(value, str) and value.strip().startswith(("{", "[")):
         try:
             inner = json.loads(value)
@@ -155,6 +149,29 @@ def repair_json_arguments(text: str) -> str:
     return text
 
 
+def _unescaped(text: str) -> str | None:
+    if '\\"' not in text:
+        return None
+    unescaped = text.replace('\\"', '"')
+    try:
+        json.loads(unescaped)
+    except json.JSONDecodeError:
+        return None
+    return unescaped
+
+
+def _enclosed(text: str) -> str | None:
+    """The one JSON object inside `text` (a ```json fence, a sentence before it), if it is whole."""
+    first, last = text.find("{"), text.rfind("}")
+    if not 0 <= first < last:
+        return None
+    inner = text[first : last + 1]
+    try:
+        return inner if isinstance(json.loads(inner), dict) else None
+    except json.JSONDecodeError:
+        return None
+
+
 def parse_json_arguments(text: str) -> Any:
     """Read the model's JSON payload, tolerating code fences and text around the object."""
     text = repair_json_arguments(text).strip()
@@ -163,12 +180,6 @@ def parse_json_arguments(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        first, last = text.find("{"), text.rfind("}")
-        if 0 <= first < last:
-            try:
-                return json.loads(text[first : last + 1])
-            except json.JSONDecodeError:
-                pass
         raise ToolRetry(
             f"invalid JSON arguments: {exc.msg} at position {exc.pos}; call the tool again with valid JSON"
         ) from None
