@@ -46,6 +46,7 @@ from agent.events import (
     RunFinished,
     RunResult,
     StepFinished,
+    StepOutcome,
     TextDelta,
     ToolCallEvent,
     ToolCallRecord,
@@ -57,11 +58,13 @@ from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_t
 from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
 from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
 from agent.output import OutputInvalid, OutputSpec, OutputValidator, apply_validators
+from agent.steps import FinalAnswer, KeepGoing, NextStep, Resample, ToolCalls, next_step
 from tools.base import Tool, ToolCall, ToolExit
 from tools.registry import ToolLike, ToolRegistry
 
 Approver = Callable[[ToolCall], "bool | Awaitable[bool]"]
 T = TypeVar("T")
+_Events = AsyncGenerator[Event, None]
 _AGENT_DEFAULT: Any = object()  # `output_type` not given: the agent's own
 _DELTAS = {"reasoning": ReasoningDelta, "preamble": PreambleDelta, "text": TextDelta}
 
@@ -75,6 +78,23 @@ class _Sample:
     usage: Usage = field(default_factory=Usage)
     backend_s: float = 0.0
     answer_streamed: str = ""  # final-answer text already sent as `TextDelta`s
+
+
+@dataclass
+class _Turn:
+    """What one user turn carries from step to step."""
+
+    result: RunResult[Any]
+    spec: OutputSpec[Any] | None
+    prompt: list[int]  # the next request's token ids
+    outcome: StepOutcome = "continue"  # of the current step
+    error: str | None = None  # why the current step was thrown away
+    tool_s: float = 0.0  # time the current step spent in tools
+    failures: dict[str, int] = field(default_factory=dict)  # tool errors in a row, per tool
+    bad_outputs: int = 0  # unusable completions in a row
+    invalid_answers: int = 0  # answers that failed the output type, in a row
+    last_calls: tuple[tuple[str, str], ...] | None = None
+    repeats: int = 0  # passes in a row with the same calls
 
 
 class Agent:
@@ -275,6 +295,7 @@ class Agent:
             self.settings.builtins, self.settings.functions = builtins, functions
 
     async def _steps(self, result: RunResult[Any], spec: OutputSpec[Any] | None) -> AsyncGenerator[Event, None]:
+        """The turn's model calls: sample, classify the completion into a typed step, act on it."""
         await self._declare_tools()
         self.settings.response_format = clean_text(spec.format_text()) if spec is not None else None
         probe = getattr(self.backend, "probe", None)  # server backends learn their context window here (once)
@@ -283,116 +304,128 @@ class Agent:
         compacted = await self.compact()  # the start of a user turn: the only place the history may shrink
         if compacted is not None:
             yield compacted
-        prompt_ids = render_turn(self.settings, self.history)
-        failures: dict[str, int] = {}
-        bad_outputs, invalid_answers, last_call, repeats = 0, 0, None, 0
-        final_schema = spec.schema if spec is not None else None
-
+        turn = _Turn(result, spec, render_turn(self.settings, self.history))
         for step in range(1, self.max_steps + 1):
-            started = time.perf_counter()
-            budget = self._completion_budget(prompt_ids)
-            shared = shared_prefix(self.last_prompt, prompt_ids)
-            self.last_prompt = prompt_ids
-            sample = _Sample()
-            partial = None
-            request = CompletionRequest(prompt_ids, special_ids().stops, budget, final_schema)
-            async with aclosing(self._sample(request, step, sample)) as deltas:
-                async for delta in deltas:
-                    yield delta
-                    if spec is not None and isinstance(delta, TextDelta):
-                        now = spec.partial(sample.answer_streamed)
-                        if now is not None and now != partial:
-                            partial = now
-                            yield PartialOutput(now, step)
-            self.last_completion = sample.tokens
+            started, sample = time.perf_counter(), _Sample()
+            budget = self._completion_budget(turn.prompt)  # a prompt with no room left ends the run here
+            shared = shared_prefix(self.last_prompt, turn.prompt)
+            self.last_prompt = turn.prompt
+            async with aclosing(self._sampled(turn, budget, step, sample)) as deltas:
+                async for event in deltas:
+                    yield event
             result.usage += sample.usage
-            tool_s, outcome, error = 0.0, "continue", sample.reading.problem
-
-            reading = sample.reading
-            last = reading.last
-            calls = [m for m in reading.messages if m.recipient] if reading.problem is None else []
-            if not calls:  # only usable messages ever reach the history
-                for message in reading.messages:
-                    yield self._add(message, result, step)
-            if reading.problem is not None:  # keep what was usable, then sample again
-                bad_outputs += 1
-                if bad_outputs > self.output_retries:
-                    raise self._bad_output_error(reading, bad_outputs, sample)
-                prompt_ids = _continued(prompt_ids, reading)
-                outcome = "retry"
-            elif calls:  # every complete call of the pass, in order, each answered before the next
-                bad_outputs = 0
-                signature = tuple((m.recipient, message_text(m)) for m in calls)
-                repeats = repeats + 1 if signature == last_call else 1
-                last_call = signature
-                tool_started = time.perf_counter()
-                for message, span in zip(reading.messages, reading.spans, strict=True):
-                    yield self._add(message, result, step)
-                    if not message.recipient:
-                        prompt_ids = prompt_ids + span + list(special_ids().assistant_header)
-                    elif repeats >= self.max_repeated_calls:
-                        refused = ToolCall(
-                            message.recipient, message.recipient, None, message_text(message),
-                            message.channel or "commentary",
-                        )
-                        self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"),
-                                     result)
-                    else:
-                        async with aclosing(self._call_tool(message, step, result, failures)) as events:
-                            async for event in events:
-                                yield event
-                        prompt_ids = extend_chain(prompt_ids, span, special_ids().call, [self.history[-1]])
-                if repeats >= self.max_repeated_calls:
-                    raise RepeatedToolCallError(
-                        f"the model called {last.recipient if last else 'a tool'} with the same arguments "
-                        f"{repeats} times in a row"
-                    )
-                tool_s = time.perf_counter() - tool_started
-                outcome = "tool_call"
-            elif last is not None and last.channel == "final":
-                result.output = result.raw_output = raw = message_text(last)
-                streamed = sample.answer_streamed
-                if raw.startswith(streamed) and len(raw) > len(streamed):
-                    yield TextDelta(raw[len(streamed) :], step)  # read as the answer, not streamed as one
-                outcome = "final"
-                if spec is not None:
-                    try:
-                        result.output = await apply_validators(spec.validate(raw), self.output_validators)
-                    except OutputInvalid as exc:  # the answer stays; the model is told what is wrong
-                        invalid_answers += 1
-                        if invalid_answers > self.output_retries:
-                            raise OutputValidationError(
-                                f"the final answer did not validate as {spec.name} {invalid_answers} times in a row: "
-                                f"{exc.feedback}",
-                                raw=raw,
-                                errors=exc.errors,
-                            ) from None
-                        feedback = Message.from_role_and_content(Role.USER, clean_text(exc.feedback))
-                        yield self._add(feedback, result, step)
-                        prompt_ids = render_turn(self.settings, self.history)
-                        outcome, error = "retry", exc.feedback
-            else:  # only reasoning or a preamble: the model goes on from there
-                bad_outputs = 0
-                prompt_ids = _continued(prompt_ids, reading)
-
+            next_ = next_step(sample.reading)
+            turn.outcome, turn.error, turn.tool_s = next_.outcome, sample.reading.problem, 0.0
+            async with aclosing(self._act(next_, turn, step, sample)) as events:
+                async for event in events:
+                    yield event
             duration = time.perf_counter() - started
             finished = StepFinished(
-                step=step,
-                outcome=outcome,  # type: ignore[arg-type]
-                usage=sample.usage,
-                prompt_tokens=len(self.last_prompt),
-                shared_prefix_tokens=shared,
-                duration_s=duration,
-                backend_s=sample.backend_s,
-                overhead_s=max(0.0, duration - sample.backend_s - tool_s),
-                error=error,
+                step=step, outcome=turn.outcome, usage=sample.usage, prompt_tokens=len(self.last_prompt),
+                shared_prefix_tokens=shared, duration_s=duration, backend_s=sample.backend_s,
+                overhead_s=max(0.0, duration - sample.backend_s - turn.tool_s), error=turn.error,
             )
             result.steps.append(finished)
             yield finished
-            if outcome == "final":
+            if turn.outcome == "final":
                 yield RunFinished(result)
                 return
         raise MaxStepsError(f"no final answer after {self.max_steps} steps; raise max_steps or simplify the task")
+
+    def _act(self, next_: NextStep, turn: _Turn, step: int, sample: _Sample) -> _Events:
+        if isinstance(next_, ToolCalls):
+            return self._run_calls(next_, turn, step, sample)
+        if isinstance(next_, FinalAnswer):
+            return self._answer(next_, turn, step, sample)
+        if isinstance(next_, KeepGoing):
+            return self._keep_going(next_, turn, step, sample)
+        return self._resample(next_, turn, step, sample)
+
+    async def _sampled(self, turn: _Turn, budget: int, step: int, sample: _Sample) -> _Events:
+        """One request for the turn's prompt, its deltas (and partial structured answers) as they come."""
+        spec, partial = turn.spec, None
+        request = CompletionRequest(turn.prompt, special_ids().stops, budget, spec.schema if spec is not None else None)
+        async with aclosing(self._sample(request, step, sample)) as deltas:
+            async for delta in deltas:
+                yield delta
+                if spec is not None and isinstance(delta, TextDelta):
+                    now = spec.partial(sample.answer_streamed)
+                    if now is not None and now != partial:
+                        partial = now
+                        yield PartialOutput(now, step)
+        self.last_completion = sample.tokens
+
+    async def _resample(self, next_: Resample, turn: _Turn, step: int, sample: _Sample) -> _Events:
+        """Keep what was usable, then sample again from it; too many in a row end the run."""
+        for message in next_.reading.messages:  # only usable messages ever reach the history
+            yield self._add(message, turn.result, step)
+        turn.bad_outputs += 1
+        if turn.bad_outputs > self.output_retries:
+            raise self._bad_output_error(next_.reading, turn.bad_outputs, sample)
+        turn.prompt = _continued(turn.prompt, next_.reading)
+
+    async def _keep_going(self, next_: KeepGoing, turn: _Turn, step: int, sample: _Sample) -> _Events:
+        """Only reasoning or a preamble: the model goes on from there."""
+        for message in next_.reading.messages:
+            yield self._add(message, turn.result, step)
+        turn.bad_outputs = 0
+        turn.prompt = _continued(turn.prompt, next_.reading)
+
+    async def _run_calls(self, next_: ToolCalls, turn: _Turn, step: int, sample: _Sample) -> _Events:
+        """Every complete call of the pass, in order, each answered before the next; the prompt grows as the
+        sampled tokens, the call's stop token and the result, so the next request extends this one."""
+        turn.bad_outputs = 0
+        signature = next_.signature()
+        turn.repeats = turn.repeats + 1 if signature == turn.last_calls else 1
+        turn.last_calls = signature
+        repeated = turn.repeats >= self.max_repeated_calls
+        started = time.perf_counter()
+        for message, span in zip(next_.reading.messages, next_.reading.spans, strict=True):
+            yield self._add(message, turn.result, step)
+            if not message.recipient:
+                turn.prompt = turn.prompt + span + list(special_ids().assistant_header)
+            elif repeated:
+                refused = ToolCall(message.recipient, message.recipient, None, message_text(message),
+                                   message.channel or "commentary")
+                self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"),
+                             turn.result)
+            else:
+                async with aclosing(self._call_tool(message, step, turn.result, turn.failures)) as events:
+                    async for event in events:
+                        yield event
+                turn.prompt = extend_chain(turn.prompt, span, special_ids().call, [self.history[-1]])
+        turn.tool_s = time.perf_counter() - started
+        if repeated:
+            raise RepeatedToolCallError(
+                f"the model called {next_.calls[-1].recipient} with the same arguments {turn.repeats} times in a row"
+            )
+
+    async def _answer(self, next_: FinalAnswer, turn: _Turn, step: int, sample: _Sample) -> _Events:
+        """The answer; with an output type it must validate, or the model is told why and tries again."""
+        result, spec = turn.result, turn.spec
+        for message in next_.reading.messages:
+            yield self._add(message, result, step)
+        result.output = result.raw_output = raw = next_.text
+        streamed = sample.answer_streamed
+        if raw.startswith(streamed) and len(raw) > len(streamed):
+            yield TextDelta(raw[len(streamed) :], step)  # read as the answer, not streamed as one
+        if spec is None:
+            return
+        try:
+            result.output = await apply_validators(spec.validate(raw), self.output_validators)
+        except OutputInvalid as exc:  # the answer stays; the model is told what is wrong
+            turn.invalid_answers += 1
+            if turn.invalid_answers > self.output_retries:
+                raise OutputValidationError(
+                    f"the final answer did not validate as {spec.name} {turn.invalid_answers} times in a row: "
+                    f"{exc.feedback}",
+                    raw=raw,
+                    errors=exc.errors,
+                ) from None
+            feedback = Message.from_role_and_content(Role.USER, clean_text(exc.feedback))
+            yield self._add(feedback, result, step)
+            turn.prompt = render_turn(self.settings, self.history)
+            turn.outcome, turn.error = "retry", exc.feedback
 
     async def _sample(self, request: CompletionRequest, step: int, sample: _Sample) -> AsyncGenerator[Event, None]:
         """Stream one completion through the parser, yielding text deltas."""
