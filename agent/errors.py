@@ -3,24 +3,23 @@
 The classes say whose fault it is: the model's output (`ModelOutputError`), the
 run's limits (`MaxStepsError`, `RepeatedToolCallError`, `ToolRetriesExhausted`,
 `ContextOverflowError`), or the infrastructure (`BackendError`, `SandboxError`,
-`MCPServerError`).
+`MCPServerError`). The root and the sandbox's errors are defined in `sandbox.errors`, the tools' in
+`tools.errors`, so that the lower floors can raise them; all are importable from here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sandbox.errors import ConfigurationError, OssAgentError, SandboxError, SandboxUnavailableError
+from tools.errors import MCPServerError, ToolRetry, ToolTimeout, VocabularyError
 
-class OssAgentError(Exception):
-    """Root of the hierarchy."""
-
-
-class ConfigurationError(OssAgentError):
-    """The agent was set up in a way that cannot work (bad tool, bad option)."""
-
-
-class VocabularyError(OssAgentError):
-    """The Harmony vocabulary (o200k_base.tiktoken) could not be loaded."""
+__all__ = [
+    "BackendError", "BackendUnavailableError", "CompletionCutError", "ConfigurationError", "ContextOverflowError",
+    "MCPServerError", "MaxStepsError", "ModelNotFoundError", "ModelOutputError", "OssAgentError", "OutputRetry",
+    "OutputValidationError", "PromptTruncatedError", "RepeatedToolCallError", "RunLimitError", "SandboxError",
+    "SandboxUnavailableError", "SessionError", "ToolRetriesExhausted", "ToolRetry", "ToolTimeout", "VocabularyError",
+]
 
 
 class ModelOutputError(OssAgentError):
@@ -66,20 +65,8 @@ class ContextOverflowError(RunLimitError):
     """The prompt does not fit the backend's context window with room for a completion."""
 
 
-class ToolRetry(OssAgentError):
-    """Raised by a tool to send a message back to the model and let it try again.
-
-    The message is the tool result the model sees; it counts against the tool's
-    retry budget.
-    """
-
-
 class OutputRetry(ToolRetry):
     """Raised by an output validator to tell the model what is wrong with its answer and let it try again."""
-
-
-class ToolTimeout(OssAgentError):
-    """A tool did not finish within its timeout."""
 
 
 class BackendError(OssAgentError):
@@ -96,26 +83,6 @@ class ModelNotFoundError(BackendError):
 
 class PromptTruncatedError(BackendError):
     """The model server silently cut the prompt (its context window is too small)."""
-
-
-class SandboxError(OssAgentError):
-    """The Python sandbox failed."""
-
-
-class SandboxUnavailableError(SandboxError):
-    """No Docker daemon answers, or the sandbox image is missing."""
-
-
-class MCPServerError(OssAgentError):
-    """An MCP server did not start, or stopped and could not be started again.
-
-    `command` is what was run (or the URL); `stderr` is the tail of what the server wrote there.
-    """
-
-    def __init__(self, message: str, command: str = "", stderr: str = "") -> None:
-        super().__init__(message)
-        self.command = command
-        self.stderr = stderr
 
 
 class SessionError(OssAgentError):

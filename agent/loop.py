@@ -55,12 +55,12 @@ from agent.events import (
 from agent.harmony.encoding import special_ids
 from agent.harmony.parse import CompletionParser, Reading, message_text, vocabulary_size
 from agent.harmony.render import EFFORTS, PromptSettings, extend_chain, render_text, render_turn
-from agent.harmony.sanitize import MAX_MESSAGE_CHARS, clean_text
 from agent.history import Context, KeepAll, PolicyLike, apply_policy, default_policy
 from agent.output import OutputInvalid, OutputSpec, OutputValidator, apply_validators
 from agent.steps import FinalAnswer, KeepGoing, NextStep, Resample, ToolCalls, next_step
 from tools.base import Tool, ToolCall, ToolExit
 from tools.registry import ToolLike, ToolRegistry
+from tools.text import MAX_MESSAGE_CHARS, clean_text
 
 Approver = Callable[[ToolCall], "bool | Awaitable[bool]"]
 T = TypeVar("T")

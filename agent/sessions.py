@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from agent.harmony.render import PromptSettings
     from agent.loop import Agent
-    from agent.training.export import export_sft as export_sft
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -407,7 +406,7 @@ class SessionRecorder:
         """Store the user's message of a turn that is starting, as the agent will phrase it."""
         from openai_harmony import Message, Role
 
-        from agent.harmony.sanitize import clean_text
+        from tools.text import clean_text
 
         self._pending = None  # an earlier turn's prompt that was interrupted stays where it is
         self._pending = self.add(Message.from_role_and_content(Role.USER, clean_text(prompt)))
@@ -586,12 +585,3 @@ def _title(message: Message) -> str:
 
 def _like_prefix(key: str) -> str:
     return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def __getattr__(name: str) -> Any:
-    """`export_sft` (saved sessions as fine-tuning examples) lives in `agent.training`, imported when asked for."""
-    if name == "export_sft":
-        from agent.training.export import export_sft
-
-        return export_sft
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -64,7 +64,8 @@ def _database(path: Path, sessions: int) -> None:
 
 
 def _export_rows(quick: bool) -> list[dict]:
-    from agent.sessions import SessionStore, export_sft
+    from agent.sessions import SessionStore
+    from agent.training import export_sft
 
     sessions, repeats = (30, 3) if quick else (300, 5)
     with tempfile.TemporaryDirectory() as folder:

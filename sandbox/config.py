@@ -36,9 +36,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from agent.errors import ConfigurationError
-
 from . import seccomp
+from .errors import ConfigurationError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

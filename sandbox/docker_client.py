@@ -11,7 +11,7 @@ import docker
 import docker.errors
 import requests
 
-from agent.errors import SandboxUnavailableError
+from .errors import SandboxUnavailableError
 
 LABEL = "oss-agent.sandbox"
 LABEL_SESSION = "oss-agent.session"

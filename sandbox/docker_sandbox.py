@@ -16,11 +16,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from agent.errors import SandboxError, SandboxUnavailableError
-
 from . import files
 from .config import SandboxConfig, parse_size
 from .docker_client import CONNECTION_ERRORS, connect, labels, sweep_orphans
+from .errors import SandboxError, SandboxUnavailableError
 from .image import find_built_image
 from .protocol import ChannelClosed, FrameReader, ProtocolError, encode, valid_text
 from .pull import ensure_image

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import docker.utils
 
-from agent.errors import SandboxError
+from .errors import SandboxError
 
 DATA_DIR = "/mnt/data"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

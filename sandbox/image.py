@@ -26,9 +26,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from agent.errors import SandboxError
-
 from .docker_client import connect
+from .errors import SandboxError
 
 REPOSITORY = "oss-agent-sandbox"
 RECIPE_VERSION = "1"

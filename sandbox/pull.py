@@ -7,9 +7,8 @@ import sys
 import docker
 import docker.errors
 
-from agent.errors import SandboxError, SandboxUnavailableError
-
 from .docker_client import CONNECTION_ERRORS
+from .errors import SandboxError, SandboxUnavailableError
 
 BUILD_HINT = (
     "Build one without a registry with `python -m sandbox.image` (a Debian/Ubuntu host with apt), "

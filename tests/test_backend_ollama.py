@@ -33,7 +33,7 @@ from agent.errors import (
     PromptTruncatedError,
 )
 from agent.harmony.encoding import get_encoding, special_ids
-from agent.harmony.sanitize import neutralize
+from tools.text import neutralize
 
 URL = "http://127.0.0.1:11434"
 CALL = call_text("get_weather", '{"city": "Paris", "note": "€ 😀 ünï"}', analysis="Need <weather> | data.")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import require_extra
 
 from agent.backends.transformers import TransformersBackend
 from agent.cli.build import make_backend
@@ -18,11 +19,8 @@ from agent.cli.options import SETTINGS, resolve
 from agent.errors import ConfigurationError, ModelNotFoundError
 from agent.harmony.encoding import get_encoding, special_ids
 
-from helpers import require_extra
-
 require_extra("transformers,finetune", "torch", "transformers", "peft", "trl")
 import torch  # noqa: E402
-
 from safetensors import safe_open  # noqa: E402  (after the skip: both come with the extras)
 from test_backend_transformers import chain, collect, flat, req, tiny_config  # noqa: E402
 from test_backend_transformers import render as prompt  # noqa: E402  (system + user, as the SFT rows)
@@ -217,7 +215,8 @@ def _exported(tmp_path: Path) -> Path:
 
     from agent import Agent, tool
     from agent.backends import ScriptedBackend, call, final
-    from agent.sessions import SessionStore, export_sft
+    from agent.sessions import SessionStore
+    from agent.training import export_sft
 
     @tool
     def get_weather(city: str) -> str:

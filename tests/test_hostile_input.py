@@ -14,7 +14,7 @@ from agent.backends.ollama import OllamaBackend
 from agent.errors import BackendError, CompletionCutError, ContextOverflowError
 from agent.events import ToolCallEvent
 from agent.harmony.encoding import get_encoding
-from agent.harmony.sanitize import MAX_MESSAGE_CHARS, MAX_RUN_CHARS
+from tools.text import MAX_MESSAGE_CHARS, MAX_RUN_CHARS
 from fake_ollama import Completion, FakeOllama, call_text, final_text, respx_ollama
 from realformat import assert_history_ok
 from tools.base import DEFAULT_TOOL_TIMEOUT

@@ -9,12 +9,12 @@ checker, takes a second user turn, and passes it again.
 from __future__ import annotations
 
 import pytest
+from fake_ollama import FakeOllama, final_text, respx_ollama
+from realformat import assert_history_ok, assert_prompts_strict, case_tools, cases, check_reading, passes
 
 from agent import Agent
 from agent.backends import ScriptedBackend, final
 from agent.backends.ollama import OllamaBackend
-from fake_ollama import FakeOllama, final_text, respx_ollama
-from realformat import assert_history_ok, assert_prompts_strict, case_tools, cases, check_reading, passes
 
 CASES = {case["id"]: case for case in cases()}
 CLOSING = "Closing answer."
@@ -78,7 +78,8 @@ def test_recorded_and_exported_for_fine_tuning(case_id, tmp_path):
     import json
 
     from agent.harmony.encoding import get_encoding
-    from agent.sessions import SessionRecorder, SessionStore, export_sft
+    from agent.sessions import SessionRecorder, SessionStore
+    from agent.training import export_sft
     from agent.training.chat_format import from_chat
     from agent.training.examples import IGNORE, render_example
 

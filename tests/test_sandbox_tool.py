@@ -9,9 +9,9 @@ from openai_harmony import ToolNamespaceConfig
 from sandbox_fixtures import docker_client, sandbox_image  # noqa: F401
 
 from agent.errors import ConfigurationError, SandboxUnavailableError
-from sandbox import ExecError, ExecResult, PythonTool
-from sandbox.python_tool import render, truncate
+from sandbox import ExecError, ExecResult
 from tools.base import BuiltinTool, ToolCall
+from tools.python import PythonTool, render, truncate
 
 
 def call(code: str) -> ToolCall:

@@ -23,7 +23,8 @@ from transformers.utils.chat_template_utils import render_jinja_template  # noqa
 from agent import Agent, tool
 from agent.backends import ScriptedBackend, call, final
 from agent.harmony.encoding import get_encoding
-from agent.sessions import SessionStore, export_sft
+from agent.sessions import SessionStore
+from agent.training import export_sft
 
 
 @tool

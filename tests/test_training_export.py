@@ -19,7 +19,8 @@ from agent.harmony.encoding import get_encoding
 from agent.harmony.invariants import history_problems
 from agent.harmony.parse import CompletionParser
 from agent.history import DropOldestTurns, forced
-from agent.sessions import SessionRecorder, SessionStore, export_sft
+from agent.sessions import SessionRecorder, SessionStore
+from agent.training import export_sft
 from agent.training.chat_format import from_chat
 from agent.training.clean import DEFAULT_THRESHOLD, text_problem
 from agent.training.examples import IGNORE, render_example

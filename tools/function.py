@@ -15,9 +15,9 @@ from openai_harmony import ToolDescription
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError
 
-from agent.errors import ConfigurationError, ToolRetry
 from tools.base import DEFAULT_TOOL_TIMEOUT, Tool, ToolCall, ToolExit
 from tools.docstrings import parse_docstring
+from tools.errors import ConfigurationError, ToolRetry
 from tools.schema import clean_schema
 
 

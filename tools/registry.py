@@ -8,15 +8,15 @@ from typing import Any
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
-from agent.errors import ConfigurationError, ToolRetry
 from tools.base import BuiltinTool, Tool, ToolCall
+from tools.errors import ConfigurationError, ToolRetry
 from tools.function import FunctionTool, repair_json_arguments, to_identifier
 from tools.toolset import LocalToolset, Toolset
 
 # Built-in namespaces by name; each agent gets fresh instances (they hold per-conversation state).
 BUILTIN_FACTORIES = {
     "browser": ("tools.browser", "BrowserTool"),
-    "python": ("sandbox", "PythonTool"),
+    "python": ("tools.python", "PythonTool"),
 }
 
 ToolLike = Tool | Toolset | Callable[..., Any] | str

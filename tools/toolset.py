@@ -12,8 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from agent.errors import ConfigurationError
 from tools.base import Tool
+from tools.errors import ConfigurationError
 
 
 class Toolset(ABC):

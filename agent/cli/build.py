@@ -99,7 +99,7 @@ def make_tools(specs: list[str]) -> list[Any]:
                                          f"{' and '.join(BUILTIN_TOOLS)}; a tools file is a path to a .py file")
             tools.extend(load_tools_file(spec))
         elif spec == "python":  # in the terminal, model-written code runs only after the user says yes
-            from sandbox import PythonTool
+            from tools.python import PythonTool
 
             tools.append(PythonTool(requires_approval=True))
         else:

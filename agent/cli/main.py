@@ -7,8 +7,6 @@ import os
 import sys
 from typing import Any
 
-from agent.cli.options import BACKENDS, EFFORTS
-
 DESCRIPTION = "Chat with a local gpt-oss model, with tools, in your terminal."
 EPILOG = """\
 examples:
@@ -37,6 +35,8 @@ def _general(nested: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agent.cli.options import BACKENDS, EFFORTS
+
     common, nested = _general(), _general(nested=True)
 
     target = argparse.ArgumentParser(add_help=False)
@@ -250,7 +250,10 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns (and exits with) the exit status."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ImportError as exc:  # a file of the user's hides one of our packages
+        sys.exit(_report(exc, debug=False, json_output=False))
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in {"chat", "run", "doctor", "pull", "models", "sessions", "-h", "--help",
                                      "--version"}:
@@ -273,19 +276,20 @@ def main(argv: list[str] | None = None) -> int:
 def _report(exc: BaseException, debug: bool, json_output: bool) -> int:
     """One clear line on stderr (and an error event with --json); the traceback only with --debug."""
     from agent import shadowing_error
+
+    if isinstance(exc, ImportError) and (shadowed := shadowing_error()) is not None:
+        _error(str(shadowed), json_output, type(shadowed).__name__)  # nothing of ours may import: say it plainly
+        return 1
+    from agent.cli.options import cli_words
     from agent.errors import ModelOutputError, OssAgentError
 
     expected = isinstance(exc, OssAgentError)
-    if isinstance(exc, ImportError) and (shadowed := shadowing_error()) is not None:
-        exc, expected = shadowed, True
     if debug:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         if isinstance(exc, ModelOutputError) and exc.raw:
             print(f"raw model output:\n{exc.raw}", file=sys.stderr)
-    from agent.cli.options import cli_words
-
     message = cli_words(str(exc) or type(exc).__name__)
     if not expected:
         message = f"unexpected {type(exc).__name__}: {message} (this is a bug; run with --debug for the traceback)"

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
-from openai_harmony import (
-    Conversation,
-    HarmonyEncoding,
-    HarmonyEncodingName,
-    Role,
-    load_harmony_encoding,
-)
+from openai_harmony import Conversation, Role
 
-from agent.errors import VocabularyError
+from tools.text import get_encoding  # the vocabulary sits with the tools, which count tokens with it too
 
 
 @dataclass(frozen=True)
@@ -33,22 +26,6 @@ class SpecialIds:
     @property
     def stops(self) -> frozenset[int]:
         return frozenset((self.call, self.return_))
-
-
-@functools.cache
-def get_encoding() -> HarmonyEncoding:
-    """Load the gpt-oss Harmony encoding (cached; it is immutable)."""
-    try:
-        return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    except Exception as exc:  # HarmonyError: download failed or file unreadable
-        where = os.environ.get("TIKTOKEN_ENCODINGS_BASE")
-        hint = (
-            f"TIKTOKEN_ENCODINGS_BASE={where} does not hold a valid o200k_base.tiktoken"
-            if where
-            else "set TIKTOKEN_ENCODINGS_BASE to a folder that holds o200k_base.tiktoken "
-            "(this machine could not download it)"
-        )
-        raise VocabularyError(f"cannot load the Harmony vocabulary: {hint} ({exc})") from exc
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from openai_harmony import Conversation, HarmonyError, Message, Role
 from agent.harmony.encoding import get_encoding
 from agent.harmony.header import CHANNELS
 from agent.harmony.parse import message_text
-from agent.harmony.sanitize import has_lone_surrogate
+from tools.text import has_lone_surrogate
 
 _CONTENT_TYPE = re.compile(r"(<\|constrain\|>)?[^\s<>|]+")
 

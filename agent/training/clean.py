@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from agent.errors import ConfigurationError
-from agent.harmony.sanitize import has_lone_surrogate
+from tools.text import has_lone_surrogate
 
 DEFAULT_THRESHOLD = 0.8
 SHINGLE = 5

@@ -11,7 +11,7 @@ import pytest
 from sandbox_fixtures import SLOW_CELL, wait_for_file
 
 from agent.errors import SandboxError
-from sandbox.python_tool import render
+from tools.python import render
 
 pytestmark = pytest.mark.docker
 

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import quote
 
-from agent.errors import ToolRetry
 from tools.browser.page import Page, Snippet
+from tools.errors import ToolRetry
 
 VIEW_TOKENS = 1024
 FIND_MAX_RESULTS = 50
@@ -29,7 +29,7 @@ _LINK_TAIL_RE = re.compile(r"^[^【】]*】")
 
 def harmony_token_counter() -> Callable[[str], int]:
     """Count tokens with the gpt-oss Harmony encoding (special-token text counts as text)."""
-    from agent.harmony.encoding import get_encoding
+    from tools.text import get_encoding
 
     enc = get_encoding()
 

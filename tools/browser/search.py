@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from agent.errors import ConfigurationError
+from tools.errors import ConfigurationError
 
 SEARCH_ENV = "OSS_AGENT_SEARCH"
 SEARXNG_URL_ENV = "OSS_AGENT_SEARXNG_URL"

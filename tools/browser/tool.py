@@ -10,8 +10,6 @@ from typing import Any
 import httpx
 from openai_harmony import ToolNamespaceConfig
 
-from agent.errors import ToolRetry
-from agent.harmony.sanitize import neutralize
 from tools.base import BuiltinTool, ToolCall
 from tools.browser.citations import Citation, find_citations, render_markdown
 from tools.browser.display import (
@@ -25,6 +23,8 @@ from tools.browser.extract import html_to_page, text_to_page
 from tools.browser.fetch import Fetcher, FetchError, FetchResult, HostPolicy, Resolver
 from tools.browser.page import VIEW_SOURCE, Page, display_url
 from tools.browser.search import SearchBackend, SearchError, make_search
+from tools.errors import ToolRetry
+from tools.text import neutralize
 
 INVALID_ARGUMENTS = '{"error": "Invalid function arguments"}'
 MAX_SEARCH_RESULTS = 20

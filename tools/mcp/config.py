@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigurationError
+from tools.errors import ConfigurationError
 from tools.mcp.server import MCPServer
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from agent.errors import ConfigurationError, MCPServerError, ToolRetry
 from tools.base import DEFAULT_TOOL_TIMEOUT
+from tools.errors import ConfigurationError, MCPServerError, ToolRetry
 from tools.function import to_identifier
 from tools.mcp.tool import MCPTool
 from tools.toolset import Toolset

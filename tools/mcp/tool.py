@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from openai_harmony import ToolDescription
 
-from agent.errors import MCPServerError, ToolRetry
 from tools.base import Tool, ToolCall
+from tools.errors import MCPServerError, ToolRetry
 from tools.function import parse_json_arguments
 from tools.mcp.results import format_result
 from tools.schema import clean_schema
 
-if TYPE_CHECKING:
-    from tools.mcp.server import MCPServer
+
+class Server(Protocol):
+    """What a tool needs of its server (`MCPServer`): its settings, and a call by the server's tool name."""
+
+    name: str
+    timeout: float | None
+    retries: int
+    max_output_chars: int
+
+    def needs_approval(self, tool: str) -> bool: ...
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> Any: ...
 
 
 class MCPTool(Tool):
@@ -23,7 +33,7 @@ class MCPTool(Tool):
     call reach the model as a tool error (`ToolRetry`), within the retry budget.
     """
 
-    def __init__(self, server: MCPServer, spec: Any, name: str) -> None:
+    def __init__(self, server: Server, spec: Any, name: str) -> None:
         self.server = server
         self.remote_name: str = spec.name
         self.name = name

@@ -1,17 +1,45 @@
-"""Neutralise text that spells Harmony special tokens.
+"""Text from outside made safe for Harmony, and the vocabulary that says which spellings are special.
 
-Rendering keeps such text as ordinary tokens, but any text round trip (Ollama's
-raw mode parses specials in prompt text) would turn it into real control tokens
-and let a web page or tool output forge a `system` message. A zero-width space
-after `<|` keeps the text readable and inert.
+Every tool's output, every page and every user message is rendered into a
+Harmony prompt. `clean_text` makes such text safe to render: valid Unicode
+(lone surrogates become U+FFFD), no pathological runs for the tokenizer, and
+no special-token spellings. Rendering keeps such spellings as ordinary tokens,
+but any text round trip (Ollama's raw mode parses specials in prompt text)
+would turn them into real control tokens and let a web page or tool output
+forge a `system` message; a zero-width space after `<|` keeps the text
+readable and inert.
+
+`get_encoding()` loads the gpt-oss Harmony encoding once per process (offline:
+from `TIKTOKEN_ENCODINGS_BASE`), for the agent's prompts and for tools that
+count tokens (the browser pages by them).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 
-from agent.harmony.encoding import get_encoding
+from openai_harmony import HarmonyEncoding, HarmonyEncodingName, load_harmony_encoding
+
+from tools.errors import VocabularyError
+
+
+@functools.cache
+def get_encoding() -> HarmonyEncoding:
+    """Load the gpt-oss Harmony encoding (cached; it is immutable)."""
+    try:
+        return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    except Exception as exc:  # HarmonyError: download failed or file unreadable
+        where = os.environ.get("TIKTOKEN_ENCODINGS_BASE")
+        hint = (
+            f"TIKTOKEN_ENCODINGS_BASE={where} does not hold a valid o200k_base.tiktoken"
+            if where
+            else "set TIKTOKEN_ENCODINGS_BASE to a folder that holds o200k_base.tiktoken "
+            "(this machine could not download it)"
+        )
+        raise VocabularyError(f"cannot load the Harmony vocabulary: {hint} ({exc})") from exc
+
 
 _CANDIDATE = re.compile(r"<\|[^<>|\s]{1,64}\|>")
 _ZWSP = "\u200b"

@@ -7,11 +7,10 @@ from typing import Any
 
 from openai_harmony import ToolNamespaceConfig
 
+from sandbox.config import SandboxConfig
+from sandbox.docker_sandbox import DockerSandbox
+from sandbox.result import ExecResult
 from tools.base import BuiltinTool, ToolCall
-
-from .config import SandboxConfig
-from .docker_sandbox import DockerSandbox
-from .result import ExecResult
 
 _TRAINED_TIMEOUT = "time out after 120.0 seconds"
 _TRAINED_INTERNET = "Internet access for this session is UNKNOWN. Depends on the cluster."
