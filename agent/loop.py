@@ -416,9 +416,11 @@ class Agent:
         except OutputInvalid as exc:  # the answer stays; the model is told what is wrong
             turn.invalid_answers += 1
             if turn.invalid_answers > self.output_retries:
+                violations = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the answer'}: {e['msg']}"
+                                       for e in exc.errors[:8])
                 raise OutputValidationError(
                     f"the final answer did not validate as {spec.name} {turn.invalid_answers} times in a row: "
-                    f"{exc.feedback}",
+                    f"{violations}",
                     raw=raw,
                     errors=exc.errors,
                 ) from None
