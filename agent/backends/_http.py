@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from agent.backends.base import Usage
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS, Usage
 from agent.errors import (
     BackendError,
     BackendUnavailableError,
@@ -40,7 +40,7 @@ class ServerBackend:
     server = "the server"
     start_hint = ""
     _context_window: int | None = None  # from the argument, else learnt by `_probe()`
-    _max_completion: int = 8192
+    _max_completion: int = DEFAULT_COMPLETION_TOKENS
 
     @property
     def context_window(self) -> int:

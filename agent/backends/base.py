@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+DEFAULT_COMPLETION_TOKENS = 8192  # tokens one completion may take unless a backend is told otherwise (-o max_tokens)
+
 
 @dataclass(frozen=True)
 class CompletionRequest:

@@ -33,7 +33,7 @@ from agent.backends._http import (
     read_json,
 )
 from agent.backends._sse import aiter_data
-from agent.backends.base import CompletionRequest, Usage
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS, CompletionRequest, Usage
 from agent.errors import (
     BackendError,
     BackendUnavailableError,
@@ -72,7 +72,7 @@ class LlamaCppBackend(ServerBackend):
         *,
         model: str | None = None,
         context_window: int | None = None,
-        max_completion_tokens: int = 8192,
+        max_completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,

@@ -32,7 +32,7 @@ from agent.backends._http import (
     make_usage,
 )
 from agent.backends._text import IncrementalTokenizer, prompt_text
-from agent.backends.base import CompletionRequest, Usage
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS, CompletionRequest, Usage
 from agent.errors import (
     BackendError,
     BackendUnavailableError,
@@ -143,7 +143,7 @@ class OllamaBackend(ServerBackend):
         *,
         host: str | None = None,
         num_ctx: int = DEFAULT_NUM_CTX,
-        max_completion_tokens: int = 8192,
+        max_completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,

@@ -34,7 +34,7 @@ from agent.backends._http import (
 )
 from agent.backends._sse import aiter_data
 from agent.backends._text import IncrementalTokenizer, prompt_text
-from agent.backends.base import CompletionRequest, Usage
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS, CompletionRequest, Usage
 from agent.errors import (
     BackendError,
     ContextOverflowError,
@@ -97,7 +97,7 @@ class OpenAICompatibleBackend(ServerBackend):
         base_url: str | None = None,
         api_key: str | None = None,
         context_window: int | None = None,
-        max_completion_tokens: int = 8192,
+        max_completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,

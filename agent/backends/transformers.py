@@ -28,7 +28,7 @@ from typing import Any
 from agent.backends._final import FinalWatch, final_header_ids
 from agent.backends._grammar import SchemaMask
 from agent.backends._http import HARMONY_VOCAB, completion_budget
-from agent.backends.base import CompletionRequest, Usage, shared_prefix
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS, CompletionRequest, Usage, shared_prefix
 from agent.errors import (
     BackendError,
     ConfigurationError,
@@ -60,7 +60,7 @@ class TransformersBackend:
         model: Any,
         *,
         context_window: int | None = None,
-        max_completion_tokens: int = 8192,
+        max_completion_tokens: int = DEFAULT_COMPLETION_TOKENS,
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,

@@ -6,6 +6,7 @@ import inspect
 import sys
 from typing import Any
 
+from agent.backends.base import DEFAULT_COMPLETION_TOKENS
 from agent.errors import ConfigurationError
 
 MODEL_OPTIONS: dict[str, tuple[type, str]] = {
@@ -14,10 +15,10 @@ MODEL_OPTIONS: dict[str, tuple[type, str]] = {
     "top_k": (int, "top-k sampling, 0 for off (default 0)"),
     "seed": (int, "sampling seed, for repeatable answers"),
     "num_ctx": (int, "context window to ask Ollama for (as --num-ctx)"),
-    "max_tokens": (int, "tokens the model may write per step (default 8192)"),
+    "max_tokens": (int, f"tokens the model may write per step (default {DEFAULT_COMPLETION_TOKENS})"),
 }
 BACKEND_ARGUMENTS = {"max_tokens": "max_completion_tokens"}  # option name -> backend keyword
-DEFAULT_MAX_TOKENS = 8192
+DEFAULT_MAX_TOKENS = DEFAULT_COMPLETION_TOKENS
 
 
 def parse_option(key: str, value: Any, where: str = "-o") -> tuple[str, float | int]:
