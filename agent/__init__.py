@@ -49,8 +49,10 @@ def shadowing_error() -> Exception | None:
         module = sys.modules.get(package)
         if module is not None and not hasattr(module, "__path__"):
             path = getattr(module, "__file__", None) or f"{package}.py"
-            message = (f"your own {path} hides oss-agent's `{package}` package; "
-                       f"rename that file (for example to my_{package}.py)")
+            message = (
+                f"your own {path} hides oss-agent's `{package}` package; "
+                f"rename that file (for example to my_{package}.py)"
+            )
             try:  # the error hierarchy lives in those packages: with one of them hidden, say it plainly
                 from sandbox.errors import ConfigurationError
             except ImportError:

@@ -15,10 +15,28 @@ from sandbox.errors import ConfigurationError, OssAgentError, SandboxError, Sand
 from tools.errors import MCPServerError, ToolRetry, ToolTimeout, VocabularyError
 
 __all__ = [
-    "BackendError", "BackendUnavailableError", "CompletionCutError", "ConfigurationError", "ContextOverflowError",
-    "MCPServerError", "MaxStepsError", "ModelNotFoundError", "ModelOutputError", "OssAgentError", "OutputRetry",
-    "OutputValidationError", "PromptTruncatedError", "RepeatedToolCallError", "RunLimitError", "SandboxError",
-    "SandboxUnavailableError", "SessionError", "ToolRetriesExhausted", "ToolRetry", "ToolTimeout", "VocabularyError",
+    "BackendError",
+    "BackendUnavailableError",
+    "CompletionCutError",
+    "ConfigurationError",
+    "ContextOverflowError",
+    "MCPServerError",
+    "MaxStepsError",
+    "ModelNotFoundError",
+    "ModelOutputError",
+    "OssAgentError",
+    "OutputRetry",
+    "OutputValidationError",
+    "PromptTruncatedError",
+    "RepeatedToolCallError",
+    "RunLimitError",
+    "SandboxError",
+    "SandboxUnavailableError",
+    "SessionError",
+    "ToolRetriesExhausted",
+    "ToolRetry",
+    "ToolTimeout",
+    "VocabularyError",
 ]
 
 

@@ -321,9 +321,15 @@ class Agent:
                     yield event
             duration = time.perf_counter() - started
             finished = StepFinished(
-                step=step, outcome=turn.outcome, usage=sample.usage, prompt_tokens=len(self.last_prompt),
-                shared_prefix_tokens=shared, duration_s=duration, backend_s=sample.backend_s,
-                overhead_s=max(0.0, duration - sample.backend_s - turn.tool_s), error=turn.error,
+                step=step,
+                outcome=turn.outcome,
+                usage=sample.usage,
+                prompt_tokens=len(self.last_prompt),
+                shared_prefix_tokens=shared,
+                duration_s=duration,
+                backend_s=sample.backend_s,
+                overhead_s=max(0.0, duration - sample.backend_s - turn.tool_s),
+                error=turn.error,
             )
             result.steps.append(finished)
             yield finished
@@ -385,10 +391,12 @@ class Agent:
             if not message.recipient:
                 turn.prompt = turn.prompt + span + list(special_ids().assistant_header)
             elif repeated:
-                refused = ToolCall(message.recipient, message.recipient, None, message_text(message),
-                                   message.channel or "commentary")
-                self._append(_tool_reply(refused, "not run: the same call was repeated; the run was stopped"),
-                             turn.result)
+                refused = ToolCall(
+                    message.recipient, message.recipient, None, message_text(message), message.channel or "commentary"
+                )
+                self._append(
+                    _tool_reply(refused, "not run: the same call was repeated; the run was stopped"), turn.result
+                )
             else:
                 async with aclosing(self._call_tool(message, step, turn.result, turn.failures)) as events:
                     async for event in events:
@@ -416,8 +424,9 @@ class Agent:
         except OutputInvalid as exc:  # the answer stays; the model is told what is wrong
             turn.invalid_answers += 1
             if turn.invalid_answers > self.output_retries:
-                violations = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the answer'}: {e['msg']}"
-                                       for e in exc.errors[:8])
+                violations = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'the answer'}: {e['msg']}" for e in exc.errors[:8]
+                )
                 raise OutputValidationError(
                     f"the final answer did not validate as {spec.name} {turn.invalid_answers} times in a row: "
                     f"{violations}",

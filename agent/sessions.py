@@ -87,17 +87,25 @@ def storage_error(path: Path, exc: BaseException) -> SessionError:
     text = str(exc) or type(exc).__name__
     lower = text.lower()
     if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
-        return SessionError(f"the sessions database {path} is damaged ({text}); move it aside "
-                            f"(e.g. rename it to {path.name}.damaged) and a new one is started")
+        return SessionError(
+            f"the sessions database {path} is damaged ({text}); move it aside "
+            f"(e.g. rename it to {path.name}.damaged) and a new one is started"
+        )
     if "full" in lower or getattr(exc, "errno", None) == 28:
-        return SessionError(f"cannot write the sessions database {path}: the disk is full; free some space, "
-                            "or set OSS_AGENT_HOME to a directory on another disk")
+        return SessionError(
+            f"cannot write the sessions database {path}: the disk is full; free some space, "
+            "or set OSS_AGENT_HOME to a directory on another disk"
+        )
     if "locked" in lower or "busy" in lower:
-        return SessionError(f"the sessions database {path} is locked by another process ({text}); "
-                            "close other oss-agent processes or try again")
+        return SessionError(
+            f"the sessions database {path} is locked by another process ({text}); "
+            "close other oss-agent processes or try again"
+        )
     if isinstance(exc, OSError) or any(w in lower for w in ("readonly", "read-only", "permission", "unable to open")):
-        return SessionError(f"cannot write the sessions database {path} ({text}); check that this user may "
-                            "write there, or set OSS_AGENT_HOME to a writable directory")
+        return SessionError(
+            f"cannot write the sessions database {path} ({text}); check that this user may "
+            "write there, or set OSS_AGENT_HOME to a writable directory"
+        )
     return SessionError(f"the sessions database {path} failed ({text}); if this persists, move the file aside")
 
 
@@ -241,8 +249,13 @@ class SessionStore:
             db.execute(
                 "INSERT OR REPLACE INTO compactions (session_id, seq_after, created_at, summary, history) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (session_id, row.fetchone()[0], time.time(), summary,
-                 json.dumps([json.loads(message_to_json(m)) for m in history], ensure_ascii=False)),
+                (
+                    session_id,
+                    row.fetchone()[0],
+                    time.time(),
+                    summary,
+                    json.dumps([json.loads(message_to_json(m)) for m in history], ensure_ascii=False),
+                ),
             )
 
     @_storage
@@ -250,8 +263,10 @@ class SessionStore:
         """Record the prompt settings (`PromptSettings.to_dict()`) in force from message `seq_from` on."""
         db = self._conn()
         with _write(db):
-            db.execute("INSERT OR REPLACE INTO prompts (session_id, seq_from, settings) VALUES (?, ?, ?)",
-                       (session_id, seq_from, json.dumps(settings, ensure_ascii=False)))
+            db.execute(
+                "INSERT OR REPLACE INTO prompts (session_id, seq_from, settings) VALUES (?, ?, ?)",
+                (session_id, seq_from, json.dumps(settings, ensure_ascii=False)),
+            )
 
     @_storage
     def mark_error(self, session_id: str, seq: int, error: str) -> None:
@@ -276,8 +291,10 @@ class SessionStore:
         """Store `message` in place of the message at position `seq`."""
         db = self._conn()
         with _write(db):
-            db.execute("UPDATE messages SET body = ? WHERE session_id = ? AND seq = ?",
-                       (message_to_json(message), session_id, seq))
+            db.execute(
+                "UPDATE messages SET body = ? WHERE session_id = ? AND seq = ?",
+                (message_to_json(message), session_id, seq),
+            )
 
     @_storage
     def remove(self, session_id: str, seq: int) -> bool:
@@ -325,8 +342,7 @@ class SessionStore:
     @_storage
     def list(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first."""
-        sql = (f"SELECT {_INFO_COLUMNS} FROM sessions "
-               "ORDER BY updated_at DESC, rowid DESC")
+        sql = f"SELECT {_INFO_COLUMNS} FROM sessions ORDER BY updated_at DESC, rowid DESC"
         rows = self._conn().execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [_info(row) for row in rows]
 
@@ -340,9 +356,11 @@ class SessionStore:
         key = session_id.strip().lower()
         if not key:
             raise SessionError("no session id given")
-        rows = self._conn().execute(
-            "SELECT id FROM sessions WHERE id = ? OR id LIKE ? ESCAPE '\\'", (key, _like_prefix(key))
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT id FROM sessions WHERE id = ? OR id LIKE ? ESCAPE '\\'", (key, _like_prefix(key)))
+            .fetchall()
+        )
         ids = sorted({r[0] for r in rows})
         if key in ids:
             return key
@@ -376,9 +394,17 @@ class SessionStore:
             settings = [(p[0], json.loads(p[1])) for p in prompts]
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"session {full} is damaged and cannot be read: {exc}") from None
-        return SavedSession(_info(row), messages, prompt, seqs=[b[0] for b in bodies], times=[b[3] for b in bodies],
-                            steps=[b[4] for b in bodies],
-                            errors={b[0]: b[2] for b in bodies if b[2]}, compactions=compactions, prompts=settings)
+        return SavedSession(
+            _info(row),
+            messages,
+            prompt,
+            seqs=[b[0] for b in bodies],
+            times=[b[3] for b in bodies],
+            steps=[b[4] for b in bodies],
+            errors={b[0]: b[2] for b in bodies if b[2]},
+            compactions=compactions,
+            prompts=settings,
+        )
 
 
 class SessionRecorder:

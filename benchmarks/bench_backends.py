@@ -33,24 +33,37 @@ def _model():
 
     torch.manual_seed(0)
     config = GptOssConfig(
-        vocab_size=201088, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4,
-        num_experts_per_tok=2, sliding_window=128, max_position_embeddings=131072,
+        vocab_size=201088,
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=128,
+        max_position_embeddings=131072,
     )
     return GptOssForCausalLM(config).eval()
 
 
 def _prompt() -> list[int]:
-    conv = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
-        Message.from_role_and_content(Role.USER, "Fetch the ten rows of the report, one call each, then sum up."),
-    ])
+    conv = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
+            Message.from_role_and_content(Role.USER, "Fetch the ten rows of the report, one call each, then sum up."),
+        ]
+    )
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
 def _result(k: int) -> list[int]:
-    msg = (Message.from_author_and_content(Author.new(Role.TOOL, "functions.fetch_row"), RESULT.format(k=k))
-           .with_recipient("assistant").with_channel("commentary"))
+    msg = (
+        Message.from_author_and_content(Author.new(Role.TOOL, "functions.fetch_row"), RESULT.format(k=k))
+        .with_recipient("assistant")
+        .with_channel("commentary")
+    )
     return get_encoding().render(msg) + list(special_ids().assistant_header)
 
 
@@ -87,21 +100,23 @@ def _streaming_rows(model, repeats: int, new_tokens: int) -> list[dict]:
             with torch.inference_mode():
                 out = model.generate(inputs, max_new_tokens=new_tokens, do_sample=False)
             ref.append(time.perf_counter() - started)
-            assert out[0, len(prompt):].tolist() == ids, "streamed ids differ from model.generate"
+            assert out[0, len(prompt) :].tolist() == ids, "streamed ids differ from model.generate"
         await backend.aclose()
         return ours, ref
 
     ours, ref = asyncio.run(main())
     mine, theirs = statistics.median(ours), statistics.median(ref)
     paired = statistics.median(a / b for a, b in zip(ours, ref))
-    return [{
-        "name": f"transformers stream, {new_tokens} new tokens, {len(prompt)}-token prompt (tiny model, CPU)",
-        "median_ms": mine * 1e3,
-        "spread_ms": (max(ours) - min(ours)) * 1e3,
-        "reference": "model.generate, greedy, same prompt (ratio: median of paired runs)",
-        "reference_ms": theirs * 1e3,
-        "ratio_vs_reference": paired,
-    }]
+    return [
+        {
+            "name": f"transformers stream, {new_tokens} new tokens, {len(prompt)}-token prompt (tiny model, CPU)",
+            "median_ms": mine * 1e3,
+            "spread_ms": (max(ours) - min(ours)) * 1e3,
+            "reference": "model.generate, greedy, same prompt (ratio: median of paired runs)",
+            "reference_ms": theirs * 1e3,
+            "ratio_vs_reference": paired,
+        }
+    ]
 
 
 def _chain(backend, new_tokens: int) -> list[tuple[int, int, int]]:

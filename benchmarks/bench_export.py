@@ -21,8 +21,12 @@ from pathlib import Path
 
 CITIES = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Hanoi", "Quito", "Perth", "Dakar", "Riga", "Baku", "Accra"]
 TOPICS = ["weather", "air quality", "sunset time", "tide times", "pollen count", "UV index", "humidity"]
-FORMS = ["What is the {t} in {c} today?", "Could you tell me the {t} for {c}?", "{c}: current {t}, please.",
-         "How is the {t} looking in {c} this week?"]
+FORMS = [
+    "What is the {t} in {c} today?",
+    "Could you tell me the {t} for {c}?",
+    "{c}: current {t}, please.",
+    "How is the {t} looking in {c} this week?",
+]
 
 
 def questions(n: int, seed: int = 0) -> list[str]:
@@ -51,9 +55,11 @@ def _database(path: Path, sessions: int) -> None:
     store = SessionStore(path)
     for i, question in enumerate(questions(sessions)):
         city = CITIES[i % len(CITIES)]
-        script = [call("functions.get_weather", f'{{"city":"{city}"}}', reasoning=f"Need {city}. " * 20),
-                  final(f"It is sunny in {city}. " * 10, reasoning="The tool says sunny."),
-                  final("You are welcome.", reasoning="Polite.")]
+        script = [
+            call("functions.get_weather", f'{{"city":"{city}"}}', reasoning=f"Need {city}. " * 20),
+            final(f"It is sunny in {city}. " * 10, reasoning="The tool says sunny."),
+            final("You are welcome.", reasoning="Polite."),
+        ]
         agent = Agent(ScriptedBackend(script), tools=[get_weather], date="2026-12-01")
         recorder = SessionRecorder(store, agent)
         for prompt in (question, "Thanks!"):
@@ -85,13 +91,23 @@ def _export_rows(quick: bool) -> list[dict]:
     per = {k: [t / max(examples["plain"], 1) for t in v] for k, v in times.items()}
     plain, dedupe = statistics.median(per["plain"]), statistics.median(per["dedupe"])
     return [
-        {"name": f"export_sft ms/example, no near-duplicate removal ({examples['plain']} examples)",
-         "median_ms": plain, "spread_ms": statistics.pstdev(per["plain"])},
-        {"name": "export_sft ms/example, MinHash near-duplicate removal", "median_ms": dedupe,
-         "spread_ms": statistics.pstdev(per["dedupe"]), "reference": "no removal", "reference_ms": plain,
-         "ratio_vs_reference": dedupe / plain},
-        {"name": "examples kept with / without near-duplicate removal",
-         "value": f"{examples['dedupe']} / {examples['plain']}"},
+        {
+            "name": f"export_sft ms/example, no near-duplicate removal ({examples['plain']} examples)",
+            "median_ms": plain,
+            "spread_ms": statistics.pstdev(per["plain"]),
+        },
+        {
+            "name": "export_sft ms/example, MinHash near-duplicate removal",
+            "median_ms": dedupe,
+            "spread_ms": statistics.pstdev(per["dedupe"]),
+            "reference": "no removal",
+            "reference_ms": plain,
+            "ratio_vs_reference": dedupe / plain,
+        },
+        {
+            "name": "examples kept with / without near-duplicate removal",
+            "value": f"{examples['dedupe']} / {examples['plain']}",
+        },
     ]
 
 
@@ -128,11 +144,19 @@ def _dedupe_rows(quick: bool) -> list[dict]:
             timings[label].append((time.perf_counter() - started) * 1000 / n)
     minhash, pairwise = statistics.median(timings["minhash"]), statistics.median(timings["pairwise"])
     return [
-        {"name": f"near duplicates among {n:,} messages, pairwise exact Jaccard, ms/message", "median_ms": pairwise,
-         "spread_ms": statistics.pstdev(timings["pairwise"])},
-        {"name": f"near duplicates among {n:,} messages, MinHash LSH, ms/message", "median_ms": minhash,
-         "spread_ms": statistics.pstdev(timings["minhash"]), "reference": "pairwise Jaccard",
-         "reference_ms": pairwise, "ratio_vs_reference": minhash / pairwise},
+        {
+            "name": f"near duplicates among {n:,} messages, pairwise exact Jaccard, ms/message",
+            "median_ms": pairwise,
+            "spread_ms": statistics.pstdev(timings["pairwise"]),
+        },
+        {
+            "name": f"near duplicates among {n:,} messages, MinHash LSH, ms/message",
+            "median_ms": minhash,
+            "spread_ms": statistics.pstdev(timings["minhash"]),
+            "reference": "pairwise Jaccard",
+            "reference_ms": pairwise,
+            "ratio_vs_reference": minhash / pairwise,
+        },
         {"name": "duplicates found, MinHash LSH / pairwise", "value": f"{found['minhash']} / {found['pairwise']}"},
     ]
 

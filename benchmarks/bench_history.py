@@ -117,12 +117,18 @@ def measure(turns: int) -> list[dict[str, Any]]:
         per_turn = [len(model.prompts[i]) for i in firsts]
         full = sum(1 for i in firsts if prefilled[i] > len(model.prompts[i]) // 2)
         totals[name] = sum(prefilled)
-        rows.append({
-            "name": name, "turns": turns, "median_prompt": int(statistics.median(per_turn)),
-            "max_prompt": max(len(p) for p in model.prompts), "full_prefills": full,
-            "every_n": round(turns / full, 1) if full else None, "prefilled": totals[name],
-            "ms_per_turn": 1000 * seconds / turns,
-        })
+        rows.append(
+            {
+                "name": name,
+                "turns": turns,
+                "median_prompt": int(statistics.median(per_turn)),
+                "max_prompt": max(len(p) for p in model.prompts),
+                "full_prefills": full,
+                "every_n": round(turns / full, 1) if full else None,
+                "prefilled": totals[name],
+                "ms_per_turn": 1000 * seconds / turns,
+            }
+        )
     for row in rows:
         row["ratio"] = row["prefilled"] / totals["trim every turn"]
     return rows
@@ -133,11 +139,13 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     out = []
     for row in measure(40 if quick else 200):
         every = f"1 in {row['every_n']}" if row["every_n"] else "none"
-        out.append({
-            "name": f"{row['name']}: prefilled tokens over {row['turns']} turns (full re-prefills: {every}; "
-                    f"median prompt {row['median_prompt']:,}, max {row['max_prompt']:,} of {WINDOW:,})",
-            "value": f"{row['prefilled']:,} ({row['ratio']:.2f}× trim every turn)",
-        })
+        out.append(
+            {
+                "name": f"{row['name']}: prefilled tokens over {row['turns']} turns (full re-prefills: {every}; "
+                f"median prompt {row['median_prompt']:,}, max {row['max_prompt']:,} of {WINDOW:,})",
+                "value": f"{row['prefilled']:,} ({row['ratio']:.2f}× trim every turn)",
+            }
+        )
     return out
 
 
@@ -149,8 +157,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in measure(40 if args.quick else 200):
         every = f"{r['full_prefills']} (1 in {r['every_n']})" if r["every_n"] else "0"
-        print(f"| {r['name']} | {r['turns']} | {r['median_prompt']:,} | {r['max_prompt']:,} | {every} | "
-              f"{r['prefilled']:,} | {r['ratio']:.2f} | {r['ms_per_turn']:.1f} |")
+        print(
+            f"| {r['name']} | {r['turns']} | {r['median_prompt']:,} | {r['max_prompt']:,} | {every} | "
+            f"{r['prefilled']:,} | {r['ratio']:.2f} | {r['ms_per_turn']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

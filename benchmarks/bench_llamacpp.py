@@ -35,8 +35,11 @@ TOOL_SCHEMA = {
     "function": {
         "name": "lookup",
         "description": "Look a thing up.",
-        "parameters": {"type": "object", "properties": {"q": {"type": "string", "description": "What to look up."}},
-                       "required": ["q"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"q": {"type": "string", "description": "What to look up."}},
+            "required": ["q"],
+        },
     },
 }
 NEUTRAL = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}
@@ -61,8 +64,13 @@ def _ours(url: str) -> dict[str, list[int]]:
     from agent import Agent
     from agent.backends import LlamaCppBackend
 
-    agent = Agent(backend=LlamaCppBackend(url), tools=[_lookup_tool()], max_steps=STEPS + 2,
-                  max_repeated_calls=STEPS + 1, date="2025-01-01")
+    agent = Agent(
+        backend=LlamaCppBackend(url),
+        tools=[_lookup_tool()],
+        max_steps=STEPS + 2,
+        max_repeated_calls=STEPS + 1,
+        date="2025-01-01",
+    )
     out: dict[str, list[int]] = {}
     try:
         for turn, text in (("chain", "Hi"), ("second turn", "Once more")):
@@ -84,8 +92,10 @@ def _chat(url: str) -> dict[str, list[int]]:
                 messages.append({"role": "user", "content": text})
                 prefilled, prompts, calls = [], [], 0
                 for _ in range(STEPS + 2):
-                    r = await http.post("/v1/chat/completions", json={
-                        "messages": messages, "tools": [TOOL_SCHEMA], "max_tokens": 256, **NEUTRAL})
+                    r = await http.post(
+                        "/v1/chat/completions",
+                        json={"messages": messages, "tools": [TOOL_SCHEMA], "max_tokens": 256, **NEUTRAL},
+                    )
                     r.raise_for_status()
                     body = r.json()
                     timings = body["timings"]
@@ -118,17 +128,33 @@ def run(quick: bool = False) -> list[dict]:
         theirs = _chat(server.url)
     rows: list[dict] = [{"name": "tiny scripted GGUF ready (build or cache)", "value": f"{build_s:.1f} s"}]
     for label, figures in (("oss-agent /completion", ours), ("chat completions --jinja", theirs)):
-        rows.append({"name": f"prefilled tokens per step, {STEPS}-step chain, {label}",
-                     "value": ", ".join(map(str, figures["chain"]))})
-        rows.append({"name": f"prefilled tokens per step, second user turn, {label}",
-                     "value": ", ".join(map(str, figures["second turn"]))})
+        rows.append(
+            {
+                "name": f"prefilled tokens per step, {STEPS}-step chain, {label}",
+                "value": ", ".join(map(str, figures["chain"])),
+            }
+        )
+        rows.append(
+            {
+                "name": f"prefilled tokens per step, second user turn, {label}",
+                "value": ", ".join(map(str, figures["second turn"])),
+            }
+        )
     ours_chain, theirs_chain = statistics.median(ours["chain"][1:]), statistics.median(theirs["chain"][1:])
-    rows.append({"name": "median prefilled tokens, chain steps 2+: chat completions / oss-agent",
-                 "value": f"{theirs_chain:g} / {ours_chain:g} = {theirs_chain / ours_chain:.2f}x"})
+    rows.append(
+        {
+            "name": "median prefilled tokens, chain steps 2+: chat completions / oss-agent",
+            "value": f"{theirs_chain:g} / {ours_chain:g} = {theirs_chain / ours_chain:.2f}x",
+        }
+    )
     total_ours = sum(ours["chain"]) + sum(ours["second turn"])
     total_theirs = sum(theirs["chain"]) + sum(theirs["second turn"])
-    rows.append({"name": "prefilled tokens, both turns: chat completions / oss-agent",
-                 "value": f"{total_theirs} / {total_ours} = {total_theirs / total_ours:.2f}x"})
+    rows.append(
+        {
+            "name": "prefilled tokens, both turns: chat completions / oss-agent",
+            "value": f"{total_theirs} / {total_ours} = {total_theirs / total_ours:.2f}x",
+        }
+    )
     return rows
 
 

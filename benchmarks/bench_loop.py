@@ -29,7 +29,10 @@ def fetch_report(page: int) -> str:
 
 
 def _script() -> list:
-    turns = [call("functions.fetch_report", {"page": i}, reasoning=f"I need page {i} of the report.") for i in range(STEPS - 1)]
+    turns = [
+        call("functions.fetch_report", {"page": i}, reasoning=f"I need page {i} of the report.")
+        for i in range(STEPS - 1)
+    ]
     return turns + [final("The report shows steady growth.", reasoning="All pages read.")]
 
 

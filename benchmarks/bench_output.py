@@ -59,20 +59,39 @@ def _server_rows(quick: bool) -> list[dict]:
     with serve(tiny_gguf.random_weights(), ctx=4096) as server, httpx.Client(timeout=600) as http:
         for seed in range(repeats):
             for label, extra in (("unconstrained", {}), ("constrained", {"json_schema": SCHEMA})):
-                body = {"prompt": prompt, "n_predict": length, "seed": seed, "temperature": 1.0, "top_k": 0,
-                        "top_p": 1.0, "min_p": 0.0, "cache_prompt": True, **extra}
+                body = {
+                    "prompt": prompt,
+                    "n_predict": length,
+                    "seed": seed,
+                    "temperature": 1.0,
+                    "top_k": 0,
+                    "top_p": 1.0,
+                    "min_p": 0.0,
+                    "cache_prompt": True,
+                    **extra,
+                }
                 timings = http.post(server.url + "/completion", json=body).json()["timings"]
                 if timings.get("predicted_n"):
                     per_token[label].append(timings["predicted_ms"] / timings["predicted_n"])
     free, bound = statistics.median(per_token["unconstrained"]), statistics.median(per_token["constrained"])
     return [
-        {"name": "llama-server decode ms/token, final body, unconstrained", "median_ms": free,
-         "spread_ms": statistics.pstdev(per_token["unconstrained"])},
-        {"name": "llama-server decode ms/token, final body, json_schema", "median_ms": bound,
-         "spread_ms": statistics.pstdev(per_token["constrained"]), "reference": "unconstrained",
-         "reference_ms": free, "ratio_vs_reference": bound / free},
-        {"name": "llama-server tokens/s unconstrained / json_schema",
-         "value": f"{1000 / free:.1f} / {1000 / bound:.1f}"},
+        {
+            "name": "llama-server decode ms/token, final body, unconstrained",
+            "median_ms": free,
+            "spread_ms": statistics.pstdev(per_token["unconstrained"]),
+        },
+        {
+            "name": "llama-server decode ms/token, final body, json_schema",
+            "median_ms": bound,
+            "spread_ms": statistics.pstdev(per_token["constrained"]),
+            "reference": "unconstrained",
+            "reference_ms": free,
+            "ratio_vs_reference": bound / free,
+        },
+        {
+            "name": "llama-server tokens/s unconstrained / json_schema",
+            "value": f"{1000 / free:.1f} / {1000 / bound:.1f}",
+        },
     ]
 
 
@@ -148,17 +167,20 @@ def _library_rows(quick: bool) -> list[dict]:
             llt.apply_token_bitmask_inplace(logits, lbitmask)
             return logits
 
-        results["llguidance mask+advance"] = _walk(
-            llg_mask, lambda t: t != end and lmatcher.consume_token(t), steps)
+        results["llguidance mask+advance"] = _walk(llg_mask, lambda t: t != end and lmatcher.consume_token(t), steps)
     base = statistics.median(results["unconstrained sampling"]) * 1000
     rows = []
     for name, times in results.items():
         ms = [t * 1000 for t in times]
-        row: dict[str, Any] = {"name": f"in-process ms/token, {name}", "median_ms": statistics.median(ms),
-                               "spread_ms": statistics.pstdev(ms)}
+        row: dict[str, Any] = {
+            "name": f"in-process ms/token, {name}",
+            "median_ms": statistics.median(ms),
+            "spread_ms": statistics.pstdev(ms),
+        }
         if name != "unconstrained sampling":
-            row.update(reference="unconstrained sampling", reference_ms=base,
-                       ratio_vs_reference=row["median_ms"] / base)
+            row.update(
+                reference="unconstrained sampling", reference_ms=base, ratio_vs_reference=row["median_ms"] / base
+            )
         rows.append(row)
     return rows
 

@@ -51,8 +51,7 @@ def _reference(image: str) -> Callable[[], object]:
     import docker
 
     client = docker.from_env()
-    return lambda: client.containers.run(image, ["python3", "-c", "print(1+1)"], remove=True,
-                                         network_mode="none")
+    return lambda: client.containers.run(image, ["python3", "-c", "print(1+1)"], remove=True, network_mode="none")
 
 
 def run(quick: bool = False, image: str | None = None) -> list[dict]:
@@ -90,15 +89,17 @@ def run(quick: bool = False, image: str | None = None) -> list[dict]:
         ("cold start (create, start, first 1+1)", cold_samples),
     ):
         median, spread = _stats(samples)
-        rows.append({
-            "name": name,
-            "median_ms": round(median, 3),
-            "spread_ms": round(spread, 3),
-            "samples": len(samples),
-            "reference": "docker run --rm per call",
-            "reference_ms": round(ref_median, 3),
-            "ratio_vs_reference": median / ref_median,  # below 1: faster than a container per call
-        })
+        rows.append(
+            {
+                "name": name,
+                "median_ms": round(median, 3),
+                "spread_ms": round(spread, 3),
+                "samples": len(samples),
+                "reference": "docker run --rm per call",
+                "reference_ms": round(ref_median, 3),
+                "ratio_vs_reference": median / ref_median,  # below 1: faster than a container per call
+            }
+        )
     return rows
 
 
@@ -110,8 +111,10 @@ def main() -> None:
     rows = run(quick=args.quick, image=args.image)
     print(f"{'measurement':<42} {'median ms':>10} {'spread ms':>10} {'n':>5} {'x faster':>9}")
     for row in rows:
-        print(f"{row['name']:<42} {row['median_ms']:>10.3f} {row['spread_ms']:>10.3f} {row['samples']:>5} "
-              f"{1 / row['ratio_vs_reference']:>9.1f}")
+        print(
+            f"{row['name']:<42} {row['median_ms']:>10.3f} {row['spread_ms']:>10.3f} {row['samples']:>5} "
+            f"{1 / row['ratio_vs_reference']:>9.1f}"
+        )
     print(f"reference: {rows[0]['reference']}, median {rows[0]['reference_ms']:.3f} ms")
 
 

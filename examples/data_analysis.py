@@ -11,8 +11,15 @@ from agent import Agent
 
 data = Path("sales.csv")
 if not data.exists():
-    rows = [("region", "month", "revenue"), ("north", "jan", 120), ("north", "feb", 135),
-            ("south", "jan", 90), ("south", "feb", 160), ("west", "jan", 75), ("west", "feb", 80)]
+    rows = [
+        ("region", "month", "revenue"),
+        ("north", "jan", 120),
+        ("north", "feb", 135),
+        ("south", "jan", 90),
+        ("south", "feb", 160),
+        ("west", "jan", 75),
+        ("west", "feb", 80),
+    ]
     with data.open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
 
@@ -24,8 +31,7 @@ with Agent(
     sandbox = agent.tools.builtins["python"].sandbox
     sandbox.upload(data)
     result = agent.run(
-        "Total revenue per region in /mnt/data/sales.csv? "
-        "Also write the totals to /mnt/data/totals.csv."
+        "Total revenue per region in /mnt/data/sales.csv? Also write the totals to /mnt/data/totals.csv."
     )
     print(result.output)
     saved = sandbox.download("totals.csv", Path.cwd())

@@ -66,7 +66,7 @@ async def handle(service: ChatService, reader: asyncio.StreamReader, writer: asy
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     status, answer = 200, {}
     if not request_line.startswith(b"POST /chat "):
-        status, answer = 404, {"error": "POST /chat with {\"user\": ..., \"message\": ...}"}
+        status, answer = 404, {"error": 'POST /chat with {"user": ..., "message": ...}'}
     else:
         try:
             data = json.loads(body)
@@ -76,8 +76,11 @@ async def handle(service: ChatService, reader: asyncio.StreamReader, writer: asy
         except OssAgentError as exc:  # model server down, limits hit: say so, keep serving
             status, answer = 502, {"error": str(exc)}
     payload = json.dumps(answer).encode()
-    writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                 f"Connection: close\r\n\r\n".encode() + payload)
+    writer.write(
+        f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        f"Connection: close\r\n\r\n".encode()
+        + payload
+    )
     await writer.drain()
     writer.close()
 

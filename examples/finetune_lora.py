@@ -116,8 +116,13 @@ def add_lora(model: Any, config: TrainConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)  # the LoRA A matrices start random
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.targets), task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.targets),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
@@ -149,8 +154,9 @@ def collate(batch: Sequence[Example], device: Any) -> dict[str, Any]:
     return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
-def train(model: Any, examples: Sequence[Example], config: TrainConfig,
-          log: Callable[[str], None] | None = None) -> TrainReport:
+def train(
+    model: Any, examples: Sequence[Example], config: TrainConfig, log: Callable[[str], None] | None = None
+) -> TrainReport:
     """Train the LoRA weights of `model` (a PeftModel from `add_lora`); the loss of every optimizer step."""
     import torch
 
@@ -242,16 +248,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         merge(PeftModel.from_pretrained(model, args.adapter), args.merge_to, args.model)
         print(f"merged {args.adapter} into {args.model}: saved to {args.merge_to}")
         return 0
-    config = TrainConfig(rank=args.rank, alpha=args.alpha, dropout=args.dropout,
-                         targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
-                         lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                         grad_accum=args.grad_accum, seed=args.seed)
+    config = TrainConfig(
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
+        lr=args.lr,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        seed=args.seed,
+    )
     examples = load_examples(args.data, args.max_length)
     lora = add_lora(model, config)
     report = train(lora, examples, config)
     lora.save_pretrained(args.out)
-    done = (f"loss {report.first_loss:.4f} -> {report.last_loss:.4f} in {report.steps} steps; "
-            f"adapter saved to {args.out}")
+    done = (
+        f"loss {report.first_loss:.4f} -> {report.last_loss:.4f} in {report.steps} steps; adapter saved to {args.out}"
+    )
     if args.merge_to:
         merge(lora, args.merge_to, args.model)
         done += f"; merged model saved to {args.merge_to}"

@@ -38,6 +38,9 @@ for event in agent.stream("How many words are in 'the quick brown fox'?"):
         print(event.text, end="", flush=True)
     elif isinstance(event, StepFinished):
         usage = event.usage
-        print(f"\n[step {event.step}: {event.outcome}, {usage.prompt_tokens} prompt tokens, "
-              f"{usage.cached_prompt_tokens} cached, {usage.completion_tokens} generated]", file=sys.stderr)
+        print(
+            f"\n[step {event.step}: {event.outcome}, {usage.prompt_tokens} prompt tokens, "
+            f"{usage.cached_prompt_tokens} cached, {usage.completion_tokens} generated]",
+            file=sys.stderr,
+        )
 print()

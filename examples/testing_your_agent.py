@@ -37,7 +37,10 @@ def test_agent_calls_convert_and_answers():
     assert result.tool_calls[0].output == '{"amount": 11.0, "currency": "USD"}'
     backend.assert_complete()
     # The exact Harmony prompt of the second step, tool result included:
-    assert '<|start|>functions.convert to=assistant<|channel|>commentary<|message|>{"amount": 11.0' in backend.prompt_texts[1]
+    assert (
+        '<|start|>functions.convert to=assistant<|channel|>commentary<|message|>{"amount": 11.0'
+        in backend.prompt_texts[1]
+    )
 
 
 def test_bad_arguments_go_back_to_the_model():

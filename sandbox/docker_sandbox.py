@@ -48,9 +48,11 @@ def _cleanup(state: dict[str, Any]) -> None:
     client = state.get("client")
     if client is None:
         return
-    for key, remove in (("container", lambda i: client.api.remove_container(i, force=True)),
-                        ("keeper", lambda i: client.api.remove_container(i, force=True)),
-                        ("volume", lambda n: client.api.remove_volume(n, force=True))):
+    for key, remove in (
+        ("container", lambda i: client.api.remove_container(i, force=True)),
+        ("keeper", lambda i: client.api.remove_container(i, force=True)),
+        ("volume", lambda n: client.api.remove_volume(n, force=True)),
+    ):
         if state.get(key):
             try:
                 remove(state[key])
@@ -177,8 +179,9 @@ class DockerSandbox:
 
     def _client(self) -> docker.DockerClient:
         if self._state["client"] is None or not self._swept:
-            self._state["client"] = connect(self.config.connect_timeout, self.config.docker_timeout,
-                                            self._state["client"])
+            self._state["client"] = connect(
+                self.config.connect_timeout, self.config.docker_timeout, self._state["client"]
+            )
         if not self._swept:
             sweep_orphans(self._state["client"])
             self._swept = True
@@ -197,9 +200,16 @@ class DockerSandbox:
         )
         try:
             return api.create_container(
-                self.image, command, user=options["user"], working_dir=options["working_dir"],
-                environment=options["environment"], stdin_open=True, tty=False, name=name,
-                labels=labels(self.session, self.config.labels), host_config=host_config,
+                self.image,
+                command,
+                user=options["user"],
+                working_dir=options["working_dir"],
+                environment=options["environment"],
+                stdin_open=True,
+                tty=False,
+                name=name,
+                labels=labels(self.session, self.config.labels),
+                host_config=host_config,
             )["Id"]
         except docker.errors.APIError as exc:
             raise SandboxError(f"cannot create the sandbox container: {_explain(exc)}") from None
@@ -236,7 +246,10 @@ class DockerSandbox:
         keeper = self._create(
             [self.config.python, "-I", "-S", "-c", "import signal\nwhile True: signal.pause()"],
             self._name("keeper"),
-            mem_limit=32 * 1024**2, memswap_limit=32 * 1024**2, pids_limit=8, nano_cpus=100_000_000,
+            mem_limit=32 * 1024**2,
+            memswap_limit=32 * 1024**2,
+            pids_limit=8,
+            nano_cpus=100_000_000,
         )
         self._state["keeper"] = keeper
         api.start(keeper)
@@ -261,8 +274,12 @@ class DockerSandbox:
         api = client.api
         if self._state["volume"] is None:
             name = f"oss-agent-data-{self.session}"
-            api.create_volume(name, driver="local", driver_opts=self.config.volume_options(),
-                              labels=labels(self.session, self.config.labels))
+            api.create_volume(
+                name,
+                driver="local",
+                driver_opts=self.config.volume_options(),
+                labels=labels(self.session, self.config.labels),
+            )
             self._state["volume"] = name
         keeper = _Background(self._ensure_keeper)  # starts alongside the interpreter's container
         try:
@@ -364,14 +381,19 @@ class DockerSandbox:
         size = len(code.encode("utf-8", "surrogatepass"))
         cap = parse_size(self.config.max_code, "max_code") or 0
         if size > cap:
-            return ExecResult(error=ExecError("ValueError", f"the code is {size / 1e6:.1f} MB; at most "
-                                                            f"{self.config.max_code} can run in one call"))
+            return ExecResult(
+                error=ExecError(
+                    "ValueError", f"the code is {size / 1e6:.1f} MB; at most {self.config.max_code} can run in one call"
+                )
+            )
         notice = None
         if self._state["container"] is not None and self._reader is not None and self._reader.closed():
             reason, _ = self._death_reason()
             kept = self._replace_container()
-            notice = (f"The previous Python process had stopped ({reason}); this code ran in a fresh one "
-                      f"and earlier variables were lost ({_files(kept)}).")
+            notice = (
+                f"The previous Python process had stopped ({reason}); this code ran in a fresh one "
+                f"and earlier variables were lost ({_files(kept)})."
+            )
         if self._state["container"] is None:
             self._start_container()
         started = time.monotonic()
@@ -388,8 +410,11 @@ class DockerSandbox:
         except ProtocolError as exc:
             self._signal("SIGKILL")
             kept = self._replace_container()
-            return ExecResult(error=ExecError("SandboxError", f"The sandbox broke the protocol ({exc}); {lost(kept)}"),
-                              restarted=True, duration_s=time.monotonic() - started)
+            return ExecResult(
+                error=ExecError("SandboxError", f"The sandbox broke the protocol ({exc}); {lost(kept)}"),
+                restarted=True,
+                duration_s=time.monotonic() - started,
+            )
         return self._reply_result(reply, cell_id, started, notice)
 
     def _sock_send(self, data: bytes) -> None:
@@ -402,20 +427,25 @@ class DockerSandbox:
         except OSError as exc:
             raise ChannelClosed(str(exc)) from None
 
-    def _reply_result(self, reply: dict[str, Any], cell_id: str, started: float,
-                      notice: str | None = None) -> ExecResult:
+    def _reply_result(
+        self, reply: dict[str, Any], cell_id: str, started: float, notice: str | None = None
+    ) -> ExecResult:
         if reply.get("type") != "result" or reply.get("id") != cell_id:
             self._signal("SIGKILL")
             kept = self._replace_container()
-            return ExecResult(error=ExecError("SandboxError", f"The sandbox broke the protocol (unexpected "
-                                                              f"message); {lost(kept)}"),
-                              restarted=True, duration_s=time.monotonic() - started)
+            return ExecResult(
+                error=ExecError("SandboxError", f"The sandbox broke the protocol (unexpected message); {lost(kept)}"),
+                restarted=True,
+                duration_s=time.monotonic() - started,
+            )
         notes = [notice] if notice else []
         restarted = notice is not None
         if reply.get("lost"):
-            notes.append(f"The Python process had stopped since the last call ({valid_text(reply['lost'])}); "
-                         "this code ran in a fresh one and earlier variables were lost (files in /mnt/data "
-                         "are kept).")
+            notes.append(
+                f"The Python process had stopped since the last call ({valid_text(reply['lost'])}); "
+                "this code ran in a fresh one and earlier variables were lost (files in /mnt/data "
+                "are kept)."
+            )
             restarted = True
             self.restarts += 1
         error = _exec_error(reply.get("error"))
@@ -437,17 +467,23 @@ class DockerSandbox:
             self._threads_told = 0
         if threads > self._threads_told and self.config.kill_strays:  # told once, when their number grows
             many = threads > 1
-            notes.append(f"{threads} thread{'s' if many else ''} started by this code {'are' if many else 'is'} "
-                         "still running (asked to stop, did not yet): what they print appears in later results, "
-                         "and they can change variables at any time.")
+            notes.append(
+                f"{threads} thread{'s' if many else ''} started by this code {'are' if many else 'is'} "
+                "still running (asked to stop, did not yet): what they print appears in later results, "
+                "and they can change variables at any time."
+            )
         self._threads_told = threads
         result = reply.get("result")
         return ExecResult(
-            stdout=valid_text(reply.get("stdout")), stderr=valid_text(reply.get("stderr")),
+            stdout=valid_text(reply.get("stdout")),
+            stderr=valid_text(reply.get("stderr")),
             background=valid_text(reply.get("background")),
-            result=None if result is None else valid_text(result), error=error,
-            duration_s=time.monotonic() - started, truncated=bool(reply.get("truncated")),
-            notice=" ".join(notes) or None, restarted=restarted,
+            result=None if result is None else valid_text(result),
+            error=error,
+            duration_s=time.monotonic() - started,
+            truncated=bool(reply.get("truncated")),
+            notice=" ".join(notes) or None,
+            restarted=restarted,
         )
 
     def _after_timeout(self, cell_id: str, limit: float, started: float) -> ExecResult:
@@ -462,15 +498,27 @@ class DockerSandbox:
             result = self._reply_result(reply, cell_id, started)
             if result.error is None or result.error.type != "KeyboardInterrupt":
                 return result  # it finished just as the deadline passed, or died
-            error = ExecError("TimeoutError", f"execution exceeded {limit:g} s and was interrupted; "
-                                              "variables are preserved")
-            return ExecResult(stdout=result.stdout, stderr=result.stderr, background=result.background,
-                              error=error, timed_out=True, duration_s=result.duration_s,
-                              truncated=result.truncated, notice=result.notice)
+            error = ExecError(
+                "TimeoutError", f"execution exceeded {limit:g} s and was interrupted; variables are preserved"
+            )
+            return ExecResult(
+                stdout=result.stdout,
+                stderr=result.stderr,
+                background=result.background,
+                error=error,
+                timed_out=True,
+                duration_s=result.duration_s,
+                truncated=result.truncated,
+                notice=result.notice,
+            )
         kept = self._restart_kernel(reader)
         message = f"execution exceeded {limit:g} s and did not stop when interrupted; {lost(kept)}"
-        return ExecResult(error=ExecError("TimeoutError", message), timed_out=True, restarted=True,
-                          duration_s=time.monotonic() - started)
+        return ExecResult(
+            error=ExecError("TimeoutError", message),
+            timed_out=True,
+            restarted=True,
+            duration_s=time.monotonic() - started,
+        )
 
     def _restart_kernel(self, reader: FrameReader) -> bool:
         """Replace the Python process inside the container, else the container; True if files were kept."""
@@ -491,18 +539,27 @@ class DockerSandbox:
         """The container's stream ended during a cell: only memory is the code's doing; the rest is raised."""
         if self._closed:  # `close()` ended the cell
             self._drop_socket()
-            return ExecResult(error=ExecError("SandboxError", "the sandbox was closed while this code ran"),
-                              restarted=True, duration_s=time.monotonic() - started)
+            return ExecResult(
+                error=ExecError("SandboxError", "the sandbox was closed while this code ran"),
+                restarted=True,
+                duration_s=time.monotonic() - started,
+            )
         reason, removed = self._death_reason()
         if not removed:
             self._signal("SIGKILL")
         kept = self._replace_container()
         if "out of memory" in reason:
-            return ExecResult(error=ExecError("MemoryError", f"The Python process died while running this "
-                                                             f"code: {reason}; {lost(kept)}"),
-                              restarted=True, duration_s=time.monotonic() - started)
-        raise SandboxError(f"the sandbox stopped while running this code ({reason}); variables were lost and "
-                           f"{_files(kept)}; the next call starts a fresh sandbox")
+            return ExecResult(
+                error=ExecError(
+                    "MemoryError", f"The Python process died while running this code: {reason}; {lost(kept)}"
+                ),
+                restarted=True,
+                duration_s=time.monotonic() - started,
+            )
+        raise SandboxError(
+            f"the sandbox stopped while running this code ({reason}); variables were lost and "
+            f"{_files(kept)}; the next call starts a fresh sandbox"
+        )
 
     # ------------------------------------------------------------ files
 
@@ -591,8 +648,11 @@ def _exec_error(error: Any) -> ExecError | None:
         return None
     if not isinstance(error, dict):
         return ExecError("Error", valid_text(error))
-    return ExecError(valid_text(error.get("ename", "Error")), valid_text(error.get("evalue", "")),
-                     valid_text(error.get("traceback", "")))
+    return ExecError(
+        valid_text(error.get("ename", "Error")),
+        valid_text(error.get("evalue", "")),
+        valid_text(error.get("traceback", "")),
+    )
 
 
 def _files(kept: bool) -> str:

@@ -35,8 +35,22 @@ ROOTS = ("python3", "ca-certificates", "tzdata", "netbase")
 WHEEL_ROOTS = ("libstdc++6", "libgcc-s1")
 # Packages that only matter to a package manager or maintainer scripts.
 EXCLUDED = frozenset(
-    {"debconf", "cdebconf", "debconf-2.0", "dpkg", "perl", "perl-base", "perl-modules-5.36",
-     "install-info", "tar", "mailcap", "mime-support", "openssl", "debianutils", "sensible-utils"}
+    {
+        "debconf",
+        "cdebconf",
+        "debconf-2.0",
+        "dpkg",
+        "perl",
+        "perl-base",
+        "perl-modules-5.36",
+        "install-info",
+        "tar",
+        "mailcap",
+        "mime-support",
+        "openssl",
+        "debianutils",
+        "sensible-utils",
+    }
 )
 PRUNED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -58,8 +72,12 @@ def find_built_image(client: docker.DockerClient) -> str | None:
         found = client.api.images(filters={"label": BUILD_LABEL})
     except docker.errors.APIError:
         return None
-    tagged = [(image.get("Created", 0), tag) for image in found for tag in image.get("RepoTags") or []
-              if tag and not tag.startswith("<none>")]
+    tagged = [
+        (image.get("Created", 0), tag)
+        for image in found
+        for tag in image.get("RepoTags") or []
+        if tag and not tag.startswith("<none>")
+    ]
     default = recipe_tag()
     if any(tag == default for _, tag in tagged):
         return default
@@ -78,8 +96,20 @@ def recipe_tag(pip_packages: Iterable[str] = (), extra_packages: Iterable[str] =
 
 def resolve_packages(roots: Iterable[str], excluded: frozenset[str] = EXCLUDED) -> list[str]:
     """The Depends/PreDepends closure of ``roots`` (first usable alternative of each)."""
-    out = _run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-                "--no-breaks", "--no-replaces", "--no-enhances", *roots])
+    out = _run(
+        [
+            "apt-cache",
+            "depends",
+            "--recurse",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            *roots,
+        ]
+    )
     graph: dict[str, list[list[str]]] = {}
     providers: dict[str, list[str]] = {}
     current = virtual = None
@@ -163,8 +193,21 @@ def _make_rootfs(debs: list[Path], root: Path, python: str) -> None:
 def _install_wheels(pip_packages: list[str], root: Path, version: str) -> None:
     target = root / f"usr/local/lib/python{version}/dist-packages"
     platforms = [f"manylinux_2_{n}_x86_64" for n in (17, 28, 34)] + ["manylinux2014_x86_64"]
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(target),
-           "--python-version", version, "--only-binary=:all:", "--implementation", "cp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "--target",
+        str(target),
+        "--python-version",
+        version,
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+    ]
     for platform in platforms:
         cmd += ["--platform", platform]
     _run(cmd + list(pip_packages))
@@ -200,7 +243,7 @@ def build_image(
     python = next((p for p in packages if p.startswith("python3.") and p.count("-") == 0), None)
     if python is None:
         raise SandboxError("could not find the python3.X package among the dependencies of python3")
-    version = python[len("python"):]
+    version = python[len("python") :]
     _log(f"Building {tag} from {len(packages)} Debian packages ({python}) ...", quiet)
     with tempfile.TemporaryDirectory(prefix="oss-agent-image-") as tmp:
         work = Path(tmp)
@@ -216,7 +259,9 @@ def build_image(
         _run(["tar", "-C", str(root), "--numeric-owner", "--owner=0", "--group=0", "-cf", str(rootfs), "."])
         base = f"{REPOSITORY}-base:{recipe.rsplit(':', 1)[1]}"
         client.api.import_image_from_file(
-            str(rootfs), repository=base.split(":")[0], tag=base.split(":")[1],
+            str(rootfs),
+            repository=base.split(":")[0],
+            tag=base.split(":")[1],
             changes=[f"ENV PATH={PATH}", "ENV LANG=C.UTF-8", 'CMD ["python3"]'],
         )
     _precompile(client, base, recipe, version)
@@ -253,9 +298,21 @@ def _tag(client: docker.DockerClient, image: str, name: str) -> None:
 def _precompile(client: docker.DockerClient, base: str, recipe: str, version: str) -> None:
     """Compile the standard library once, so a read-only container starts fast."""
     container = client.api.create_container(
-        base, ["python3", "-m", "compileall", "-q", "-j", "0", f"/usr/lib/python{version}",
-               f"/usr/local/lib/python{version}", "/usr/lib/python3"],
-        user="0:0", network_disabled=True, host_config=client.api.create_host_config(network_mode="none"),
+        base,
+        [
+            "python3",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            f"/usr/lib/python{version}",
+            f"/usr/local/lib/python{version}",
+            "/usr/lib/python3",
+        ],
+        user="0:0",
+        network_disabled=True,
+        host_config=client.api.create_host_config(network_mode="none"),
     )
     try:
         client.api.start(container)
@@ -265,7 +322,9 @@ def _precompile(client: docker.DockerClient, base: str, recipe: str, version: st
             raise SandboxError(f"precompiling the image failed: {logs}")
         repository, tag = recipe.rsplit(":", 1)
         client.api.commit(
-            container, repository=repository, tag=tag,
+            container,
+            repository=repository,
+            tag=tag,
             changes=['CMD ["python3"]', "WORKDIR /tmp", f'LABEL {BUILD_LABEL}="{RECIPE_VERSION}"'],
         )
     finally:
@@ -285,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     args = parser.parse_args(argv)
     try:
-        tag = build_image(args.tag, pip_packages=args.pip, extra_packages=args.apt, force=args.force,
-                          quiet=args.quiet)
+        tag = build_image(args.tag, pip_packages=args.pip, extra_packages=args.apt, force=args.force, quiet=args.quiet)
     except (SandboxError, docker.errors.DockerException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -69,8 +69,9 @@ def _pull(client: docker.DockerClient, name: str, quiet: bool) -> None:
             if event.get("id") and detail.get("total"):
                 layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
                 if progress is not None:
-                    progress.update(task, completed=sum(c for c, _ in layers.values()),
-                                    total=sum(t for _, t in layers.values()))
+                    progress.update(
+                        task, completed=sum(c for c, _ in layers.values()), total=sum(t for _, t in layers.values())
+                    )
     finally:
         if progress is not None:
             progress.stop()

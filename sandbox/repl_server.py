@@ -62,7 +62,7 @@ class _Sink:
                 del self.tail[: len(self.tail) - self.half]
 
     def text(self):
-        tail = bytes(self.tail[-self.half:])
+        tail = bytes(self.tail[-self.half :])
         dropped = self.total - len(self.head) - len(tail)
         if dropped <= 0:
             return (bytes(self.head) + tail).decode("utf-8", "replace"), False
@@ -88,7 +88,7 @@ def _write_frame(fd, message):
     data = json.dumps(message).encode("ascii")
     data = _LEN.pack(len(data)) + data
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _read_exact(fd, n):
@@ -306,8 +306,12 @@ class Kernel:
                     pass
             strays = self.stop_strays()
             self.stop_threads()
-            report = {"token": request.get("token"), "result": _cap(result, self.limit)[0], "error": error,
-                      "strays": strays}
+            report = {
+                "token": request.get("token"),
+                "result": _cap(result, self.limit)[0],
+                "error": error,
+                "strays": strays,
+            }
             try:
                 _write_frame(self.report_fd, report)
             except (OSError, ValueError):
@@ -515,8 +519,15 @@ class Supervisor:
             request = json.dumps({"token": token, "code": str(message.get("code", ""))}).encode("utf-8", "replace")
             kernel.pending += _LEN.pack(len(request)) + request
             background, self.background = self.background, _Sink(self.limit)
-            self.cell = {"id": message.get("id"), "token": token, "background": background, "lost": self.lost,
-                         "stdout": _Sink(self.limit), "stderr": _Sink(self.limit), "checked": time.monotonic()}
+            self.cell = {
+                "id": message.get("id"),
+                "token": token,
+                "background": background,
+                "lost": self.lost,
+                "stdout": _Sink(self.limit),
+                "stderr": _Sink(self.limit),
+                "checked": time.monotonic(),
+            }
             self.lost = None
         elif kind == "interrupt":
             self._forward_sigint(signal.SIGINT, None)
@@ -541,13 +552,22 @@ class Supervisor:
         if error is not None:
             error = error if isinstance(error, dict) else {"ename": "Error", "evalue": str(error)}
             error = {k: _cap(_valid(str(error.get(k, ""))), self.limit)[0] for k in ("ename", "evalue", "traceback")}
-        self.send({
-            "type": "result", "id": cell["id"], "stdout": texts[0][0], "stderr": texts[1][0],
-            "background": texts[2][0], "result": result, "error": error,
-            "truncated": any(t[1] for t in texts) or res_cut,
-            "strays": bool(report.get("strays")) or strays, "threads": self._threads() if self.kernel else 0,
-            "died": died, "lost": cell["lost"],
-        })
+        self.send(
+            {
+                "type": "result",
+                "id": cell["id"],
+                "stdout": texts[0][0],
+                "stderr": texts[1][0],
+                "background": texts[2][0],
+                "result": result,
+                "error": error,
+                "truncated": any(t[1] for t in texts) or res_cut,
+                "strays": bool(report.get("strays")) or strays,
+                "threads": self._threads() if self.kernel else 0,
+                "died": died,
+                "lost": cell["lost"],
+            }
+        )
 
     def drain(self):
         if self.kernel is None:
@@ -615,8 +635,10 @@ class Supervisor:
         for frame in frames:
             token = frame.get("token")
             if token is not None and token == self.last_token:
-                self.broken("the code before this call sent a forged result and went on running; "
-                            + ("this code may not have run" if self.cell else "it was stopped"))
+                self.broken(
+                    "the code before this call sent a forged result and went on running; "
+                    + ("this code may not have run" if self.cell else "it was stopped")
+                )
                 return
             if self.cell is None or token != self.cell["token"]:
                 self.broken("it sent a message that was not its result")
@@ -626,8 +648,7 @@ class Supervisor:
 
     def serve(self):
         self.spawn()
-        self.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0],
-                   "protected": self.protected})
+        self.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0], "protected": self.protected})
         while True:
             kernel = self.kernel
             readable = [0, self.wake_r] + (kernel.fds() if kernel else [])

@@ -44,8 +44,9 @@ def delete_file(path: str) -> str:
 class _StallingLines(list):
     """Reply lines that stop after `keep` of them until `release` is set."""
 
-    def __init__(self, lines: list[bytes], keep: int, stalled: threading.Event, release: threading.Event,
-                 resume: bool = False) -> None:
+    def __init__(
+        self, lines: list[bytes], keep: int, stalled: threading.Event, release: threading.Event, resume: bool = False
+    ) -> None:
         super().__init__(lines[:keep])
         self.stalled, self.release = stalled, release
         self.rest = lines[keep:] if resume else []
@@ -124,7 +125,9 @@ def cli_env(home: Path, host: str | None = None, **extra: str) -> dict[str, str]
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """`oss-agent ARGS` as a subprocess, output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args],
@@ -141,8 +144,12 @@ def spawn_chat(*args: str, env: dict[str, str], timeout: float = 30) -> Any:
     import pexpect
 
     return pexpect.spawn(
-        sys.executable, ["-m", "agent.cli", "chat", *args], env=env, encoding="utf-8",
-        timeout=timeout, dimensions=(40, 120),
+        sys.executable,
+        ["-m", "agent.cli", "chat", *args],
+        env=env,
+        encoding="utf-8",
+        timeout=timeout,
+        dimensions=(40, 120),
     )
 
 

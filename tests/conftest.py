@@ -6,7 +6,9 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "security: an attack on the sandbox, the browser or sessions (`pytest -m security`)")
+    config.addinivalue_line(
+        "markers", "security: an attack on the sandbox, the browser or sessions (`pytest -m security`)"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -59,10 +59,7 @@ def call_text(name: str, arguments: str, analysis: str = "Need to call a tool.")
 
 def final_text(answer: str, analysis: str = "Answer now.") -> str:
     """Raw text of a completion that ends in a final answer (no `<|return|>`)."""
-    return (
-        f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
-        f"<|channel|>final<|message|>{answer}"
-    )
+    return f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant<|channel|>final<|message|>{answer}"
 
 
 def _as_completion(item: Any) -> Completion:
@@ -125,20 +122,26 @@ class FakeOllama:
         name = body.get("model") or body.get("name")
         if name not in self.models:
             return _json(404, {"error": f"model '{name}' not found"})
-        return _json(200, {
-            "modelfile": "FROM gpt-oss", "parameters": "temperature 1",
-            "template": "<|start|>system<|message|>...", "details": {"family": "gptoss"},
-            "model_info": {"general.architecture": "gptoss", "gptoss.context_length": self.context_length},
-            "capabilities": ["completion", "tools", "thinking"],
-        })
+        return _json(
+            200,
+            {
+                "modelfile": "FROM gpt-oss",
+                "parameters": "temperature 1",
+                "template": "<|start|>system<|message|>...",
+                "details": {"family": "gptoss"},
+                "model_info": {"general.architecture": "gptoss", "gptoss.context_length": self.context_length},
+                "capabilities": ["completion", "tools", "thinking"],
+            },
+        )
 
     def _pull(self, body: dict[str, Any]) -> Reply:
         name = body.get("model")
         if name not in self.models:
             return _json(500, {"error": "pull model manifest: file does not exist"})
         steps = [{"status": "pulling manifest"}]
-        steps += [{"status": "pulling 1a2b3c", "digest": "sha256:1a2b3c", "total": 100, "completed": n}
-                  for n in (0, 50, 100)]
+        steps += [
+            {"status": "pulling 1a2b3c", "digest": "sha256:1a2b3c", "total": 100, "completed": n} for n in (0, 50, 100)
+        ]
         steps += [{"status": "verifying sha256 digest"}, {"status": "success"}]
         return Reply(200, "application/x-ndjson", [_line(s) for s in steps])
 
@@ -165,10 +168,17 @@ class FakeOllama:
         if prompt_count is None:
             prompt_count = len(enc.encode(body.get("prompt", ""), allowed_special="all"))
         done = {
-            "model": model, "created_at": CREATED_AT, "response": "", "done": True,
-            "done_reason": reason, "total_duration": 1_834_000_000, "load_duration": 1_200_000,
-            "prompt_eval_count": prompt_count, "prompt_eval_duration": 80_000_000,
-            "eval_count": len(ids), "eval_duration": 900_000_000,
+            "model": model,
+            "created_at": CREATED_AT,
+            "response": "",
+            "done": True,
+            "done_reason": reason,
+            "total_duration": 1_834_000_000,
+            "load_duration": 1_200_000,
+            "prompt_eval_count": prompt_count,
+            "prompt_eval_duration": 80_000_000,
+            "eval_count": len(ids),
+            "eval_duration": 900_000_000,
         }
         pieces = list(_chunks(ids, c.chunking if c.chunking is not None else self.chunking))
         if body.get("stream") is False:
@@ -258,8 +268,7 @@ def respx_ollama(fake: FakeOllama, base_url: str = "http://127.0.0.1:11434") -> 
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
         reply = fake.handle(request.method, request.url.path, body)
-        return httpx.Response(reply.status, headers={"content-type": reply.content_type},
-                              stream=_line_stream(reply))
+        return httpx.Response(reply.status, headers={"content-type": reply.content_type}, stream=_line_stream(reply))
 
     with respx.mock(base_url=base_url, assert_all_called=False) as router:
         router.route(name="ollama").mock(side_effect=handler)

@@ -50,7 +50,11 @@ class FakeWeb(LocalServer):
 
     def env(self) -> dict[str, str]:
         """Environment that points the browser at this site."""
-        return {"OSS_AGENT_SEARCH": "searxng", "OSS_AGENT_SEARXNG_URL": self.url, "OSS_AGENT_BROWSER_ALLOW_HOSTS": "127.0.0.1"}
+        return {
+            "OSS_AGENT_SEARCH": "searxng",
+            "OSS_AGENT_SEARXNG_URL": self.url,
+            "OSS_AGENT_BROWSER_ALLOW_HOSTS": "127.0.0.1",
+        }
 
 
 def requested_url(request) -> str:

@@ -88,7 +88,9 @@ def serve(model: Path, *, ctx: int = 4096, args: tuple[str, ...] = (), exe: str 
             if server is not None:
                 break
         if server is None:
-            raise RuntimeError(f"llama-server did not start; last log lines:\n{log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"llama-server did not start; last log lines:\n{log.read_text(errors='replace')[-2000:]}"
+            )
         try:
             yield server
         finally:
@@ -97,8 +99,23 @@ def serve(model: Path, *, ctx: int = 4096, args: tuple[str, ...] = (), exe: str 
 
 def _start(exe: str, model: Path, ctx: int, args: tuple[str, ...], log: Path) -> Server | None:
     port = _free_port()
-    command = [exe, "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", str(ctx),
-               "-np", "1", "-t", "2", "--metrics", *args]
+    command = [
+        exe,
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-c",
+        str(ctx),
+        "-np",
+        "1",
+        "-t",
+        "2",
+        "--metrics",
+        *args,
+    ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Server(f"http://127.0.0.1:{port}", process, log)

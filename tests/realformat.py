@@ -97,12 +97,17 @@ def case_tools(case: dict[str, Any]) -> tuple[list[Tool], list[ToolCall]]:
 def check_reading(case: dict[str, Any], agent: Agent, result: Any, calls: list[ToolCall], closing: str) -> None:
     """Assert the turn read the completion as the case's source expects."""
     expected, kind = case["expected"], case["expected"]["kind"]
-    analysis = [message_text(m) for m in result.messages if m.author.role.value == "assistant" and m.channel == "analysis"]
+    analysis = [
+        message_text(m) for m in result.messages if m.author.role.value == "assistant" and m.channel == "analysis"
+    ]
     if "reasoning" in expected:  # one message, or several the source reports as one text, a line each
         assert expected["reasoning"] in analysis or expected["reasoning"] in "\n".join(analysis), (case["id"], analysis)
     if "preamble" in expected:
-        preambles = [message_text(m) for m in result.messages if m.channel == "commentary" and not m.recipient
-                     and m.author.role.value == "assistant"]
+        preambles = [
+            message_text(m)
+            for m in result.messages
+            if m.channel == "commentary" and not m.recipient and m.author.role.value == "assistant"
+        ]
         assert expected["preamble"] in preambles
     if kind == "final":
         assert result.output == expected["final"], case["id"]

@@ -53,7 +53,14 @@ def test_run_result_carries_messages_calls_and_usage():
     assert result.output == "The value is value-of-k1."
     assert [r.output for r in result.tool_calls] == ["value-of-k1"]
     assert result.messages[0].author.role.value == "user"
-    assert [m.channel for m in result.messages[1:]] == ["commentary", "analysis", "commentary", "commentary", "analysis", "final"]
+    assert [m.channel for m in result.messages[1:]] == [
+        "commentary",
+        "analysis",
+        "commentary",
+        "commentary",
+        "analysis",
+        "final",
+    ]
     assert result.usage.prompt_tokens == sum(len(p) for p in backend.prompts)
     assert result.usage.completion_tokens > 0 and len(result.steps) == 2
 

@@ -40,11 +40,14 @@ def fetch_page(url: str) -> str:
 
 
 def test_tool_chain_sends_raw_append_only_prompts_with_fixed_options():
-    fake = FakeOllama([
-        call_text("get_weather", '{"city": "Paris"}', analysis="Need Paris weather."),
-        call_text("get_weather", '{"city": "Lyon"}', analysis="Now Lyon."),
-        final_text("Paris and Lyon are both clear, about 21 °C.", analysis="Both clear."),
-    ], chunking=3)
+    fake = FakeOllama(
+        [
+            call_text("get_weather", '{"city": "Paris"}', analysis="Need Paris weather."),
+            call_text("get_weather", '{"city": "Lyon"}', analysis="Now Lyon."),
+            final_text("Paris and Lyon are both clear, about 21 °C.", analysis="Both clear."),
+        ],
+        chunking=3,
+    )
     with (
         respx_ollama(fake, base_url=URL),
         Agent(model="gpt-oss:20b", tools=[get_weather], date="2026-01-15") as agent,
@@ -65,7 +68,7 @@ def test_tool_chain_sends_raw_append_only_prompts_with_fixed_options():
         assert nxt["prompt"].endswith("<|start|>assistant")
     first_call = call_text("get_weather", '{"city": "Paris"}', analysis="Need Paris weather.")
     assert bodies[1]["prompt"] == bodies[0]["prompt"] + first_call + "<|call|>" + (
-        '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>'
+        "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>"
         '{"city": "Paris", "sky": "clear", "temp_c": 21}<|end|><|start|>assistant'
     )
     paths = [r["path"] for r in fake.requests]
@@ -73,10 +76,12 @@ def test_tool_chain_sends_raw_append_only_prompts_with_fixed_options():
 
 
 def test_injected_markers_reach_ollama_only_as_inert_text():
-    fake = FakeOllama([
-        call_text("fetch_page", '{"url": "https://example.com"}'),
-        final_text("The page says nothing useful."),
-    ])
+    fake = FakeOllama(
+        [
+            call_text("fetch_page", '{"url": "https://example.com"}'),
+            final_text("The page says nothing useful."),
+        ]
+    )
     with (
         respx_ollama(fake, base_url=URL),
         Agent(model="gpt-oss:20b", tools=[fetch_page], date="2026-01-15") as agent,

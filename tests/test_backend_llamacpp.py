@@ -71,10 +71,12 @@ def ids(text: str) -> list[int]:
 
 
 def first_prompt(user: str = "Hi") -> list[int]:
-    conv = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
-        Message.from_role_and_content(Role.USER, user),
-    ])
+    conv = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
+            Message.from_role_and_content(Role.USER, user),
+        ]
+    )
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
@@ -149,8 +151,10 @@ def test_cli_doctor_and_run_without_model(server, tmp_path: Path):
     env = cli_env(tmp_path / "home")
     tools = tmp_path / "lookup_tools.py"
     tools.write_text(TOOLS_FILE, encoding="utf-8")
-    for args in (["--backend", "llamacpp", "--base-url", server.url],
-                 ["--backend", "openai", "--base-url", server.url + "/v1"]):
+    for args in (
+        ["--backend", "llamacpp", "--base-url", server.url],
+        ["--backend", "openai", "--base-url", server.url + "/v1"],
+    ):
         doctor = run_cli("doctor", *args, env=env, timeout=120)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert f"context {CTX:,} tokens" in doctor.stdout and "all set" in doctor.stdout
@@ -166,8 +170,15 @@ def test_cli_doctor_with_no_server_listening(tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    doctor = run_cli("doctor", "--backend", "llamacpp", "--base-url", f"http://127.0.0.1:{port}",
-                     env=cli_env(tmp_path / "home"), timeout=60)
+    doctor = run_cli(
+        "doctor",
+        "--backend",
+        "llamacpp",
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        env=cli_env(tmp_path / "home"),
+        timeout=60,
+    )
     assert doctor.returncode == 1
     assert "no llama-server answers" in doctor.stdout and "all set" not in doctor.stdout
 
@@ -178,8 +189,10 @@ def test_the_served_model_names_the_conversation_everywhere(server, tmp_path: Pa
 
     served = httpx.get(server.url + "/v1/models", timeout=10).json()["data"][0]["id"]
     env = cli_env(tmp_path / "home")
-    for args in (["--backend", "llamacpp", "--base-url", server.url],
-                 ["--backend", "openai", "--base-url", server.url + "/v1"]):
+    for args in (
+        ["--backend", "llamacpp", "--base-url", server.url],
+        ["--backend", "openai", "--base-url", server.url + "/v1"],
+    ):
         ran = run_cli("run", *args, "Say hi", env=env, timeout=120)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         child = spawn_chat(*args, env=env, timeout=120)
@@ -199,13 +212,35 @@ def test_an_option_another_backend_has_is_a_warning_once(server, tmp_path: Path)
     config = tmp_path / "config.toml"
     config.write_text("[options]\nnum_ctx = 16384\ntemperature = 0.5\n", encoding="utf-8")
     env = cli_env(tmp_path / "home")
-    ran = run_cli("run", "--config", str(config), "--backend", "llamacpp", "--base-url", server.url, "--no-save",
-                  "Say hi", env=env, timeout=120)
+    ran = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--backend",
+        "llamacpp",
+        "--base-url",
+        server.url,
+        "--no-save",
+        "Say hi",
+        env=env,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.count("warning: the llamacpp backend has no model option num_ctx; it is ignored") == 1
     config.write_text("[options]\nnum_cxt = 16384\n", encoding="utf-8")
-    typo = run_cli("run", "--config", str(config), "--backend", "llamacpp", "--base-url", server.url, "--no-save",
-                   "Say hi", env=env, timeout=120)
+    typo = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--backend",
+        "llamacpp",
+        "--base-url",
+        server.url,
+        "--no-save",
+        "Say hi",
+        env=env,
+        timeout=120,
+    )
     assert typo.returncode == 1
     assert "unknown model option 'num_cxt'; known: temperature, top_p, top_k, seed, num_ctx, max_tokens" in typo.stderr
 
@@ -217,7 +252,8 @@ def test_sync_calls_leave_no_pending_tasks_behind(server, tmp_path: Path):
     import sys
 
     script = tmp_path / "sync_use.py"
-    script.write_text(f"""
+    script.write_text(
+        f"""
 from agent import Agent
 from agent.backends import LlamaCppBackend, OpenAICompatibleBackend
 
@@ -230,9 +266,12 @@ for backend in (LlamaCppBackend("{server.url}"), OpenAICompatibleBackend(base_ur
         pass
     if isinstance(backend, LlamaCppBackend):
         agent.close()
-""", encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env=cli_env(tmp_path / "home"))
+""",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=cli_env(tmp_path / "home")
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(tiny_gguf.ANSWER) == 2
     assert done.stderr == ""

@@ -42,15 +42,26 @@ def run(backend: LlamaCppBackend, prompt: list[int] | None = None):
 
 
 def final(stop_type="eos", prompt_n=2, cache_n=0, **extra):
-    return {"content": "", "tokens": [], "stop": True, "stop_type": stop_type,
-            "timings": {"prompt_n": prompt_n, "cache_n": cache_n, "predicted_n": 3, "prompt_ms": 1.0,
-                        "predicted_ms": 2.0}, **extra}
+    return {
+        "content": "",
+        "tokens": [],
+        "stop": True,
+        "stop_type": stop_type,
+        "timings": {"prompt_n": prompt_n, "cache_n": cache_n, "predicted_n": 3, "prompt_ms": 1.0, "predicted_ms": 2.0},
+        **extra,
+    }
 
 
 @respx.mock(base_url=BASE, assert_all_called=False)
 def test_request_shape_and_usage(respx_mock):
-    route = fake(respx_mock, [{"content": "x", "tokens": [200005, 17196], "stop": False},
-                              {"content": "", "tokens": [200002], "stop": False}, final(cache_n=0)])
+    route = fake(
+        respx_mock,
+        [
+            {"content": "x", "tokens": [200005, 17196], "stop": False},
+            {"content": "", "tokens": [200002], "stop": False},
+            final(cache_n=0),
+        ],
+    )
     backend = LlamaCppBackend(BASE, seed=3)
     out, usage = run(backend)
     assert out == [200005, 17196, 200002]
@@ -100,8 +111,13 @@ def test_not_a_llama_server(respx_mock):
 
 @respx.mock(base_url=BASE, assert_all_called=False)
 def test_server_side_context_error_and_prompt_too_long_locally(respx_mock):
-    error = {"error": {"code": 400, "message": "the request exceeds the available context size",
-                       "type": "exceed_context_size_error"}}
+    error = {
+        "error": {
+            "code": 400,
+            "message": "the request exceeds the available context size",
+            "type": "exceed_context_size_error",
+        }
+    }
     route = fake(respx_mock, status=400, body=json.dumps(error).encode())
     with pytest.raises(ContextOverflowError, match="exceeds the available context"):
         run(LlamaCppBackend(BASE))

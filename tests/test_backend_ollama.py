@@ -41,10 +41,12 @@ ANSWER = final_text("Sunny, 20 °C. 🌞", analysis="The tool said sunny.")
 
 
 def render(user: str = "Weather in Paris?") -> list[int]:
-    conv = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
-        Message.from_role_and_content(Role.USER, user),
-    ])
+    conv = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
+            Message.from_role_and_content(Role.USER, user),
+        ]
+    )
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
@@ -112,8 +114,7 @@ def test_one_token_per_chunk_streams_many_chunks():
 
 def test_request_is_raw_with_fixed_options():
     fake = FakeOllama([CALL, ANSWER])
-    backend = OllamaBackend(model="gpt-oss:20b", host=URL, num_ctx=16384, keep_alive="1h",
-                            max_completion_tokens=700)
+    backend = OllamaBackend(model="gpt-oss:20b", host=URL, num_ctx=16384, keep_alive="1h", max_completion_tokens=700)
     prompt = render()
 
     async def main():
@@ -324,9 +325,20 @@ def test_fake_runs_standalone(tmp_path: Path):
     record = tmp_path / "requests.jsonl"
     fake_py = Path(__file__).with_name("fake_ollama.py")
     proc = subprocess.Popen(
-        [sys.executable, str(fake_py), "--port", "0", "--script", str(script), "--lifetime", "60",
-         "--record", str(record)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(fake_py),
+            "--port",
+            "0",
+            "--script",
+            str(script),
+            "--lifetime",
+            "60",
+            "--record",
+            str(record),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         url = proc.stdout.readline().strip()

@@ -24,9 +24,17 @@ pytestmark = pytest.mark.torch
 
 def tiny_config(**overrides) -> GptOssConfig:
     settings = {
-        "vocab_size": 201088, "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 4,
-        "num_experts_per_tok": 2, "sliding_window": 16, "max_position_embeddings": 131072,
+        "vocab_size": 201088,
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "sliding_window": 16,
+        "max_position_embeddings": 131072,
     }
     settings.update(overrides)
     return GptOssConfig(**settings)
@@ -39,16 +47,21 @@ def model():
 
 
 def render(user: str) -> list[int]:
-    conv = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
-        Message.from_role_and_content(Role.USER, user),
-    ])
+    conv = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_conversation_start_date("2026-01-15")),
+            Message.from_role_and_content(Role.USER, user),
+        ]
+    )
     return get_encoding().render_conversation_for_completion(conv, Role.ASSISTANT)
 
 
 def tool_result(text: str) -> list[int]:
-    msg = (Message.from_author_and_content(Author.new(Role.TOOL, "functions.lookup"), text)
-           .with_recipient("assistant").with_channel("commentary"))
+    msg = (
+        Message.from_author_and_content(Author.new(Role.TOOL, "functions.lookup"), text)
+        .with_recipient("assistant")
+        .with_channel("commentary")
+    )
     return get_encoding().render(msg) + list(special_ids().assistant_header)
 
 
@@ -96,8 +109,13 @@ def test_greedy_stream_matches_model_generate(model):
     prompt = render("Say OK")
     backend = greedy(model)
     chunks, usage = asyncio.run(collect(backend, req(prompt, 20)))
-    expected = model.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
-                              eos_token_id=sorted(special_ids().stops), pad_token_id=0)[0, len(prompt):].tolist()
+    expected = model.generate(
+        torch.tensor([prompt]),
+        max_new_tokens=20,
+        do_sample=False,
+        eos_token_id=sorted(special_ids().stops),
+        pad_token_id=0,
+    )[0, len(prompt) :].tolist()
     assert flat(chunks) == expected
     assert usage.prompt_tokens == len(prompt) and usage.cached_prompt_tokens == 0
     assert usage.completion_tokens == len(expected)
@@ -174,8 +192,10 @@ def test_closing_the_stream_early_stops_generation_and_keeps_the_cache_consisten
 
 def test_seeded_sampling_is_repeatable(model):
     prompt = render("Roll dice")
-    runs = [flat(asyncio.run(collect(TransformersBackend(model, seed=3, top_p=0.9), req(prompt, 10, frozenset())))[0])
-            for _ in range(2)]
+    runs = [
+        flat(asyncio.run(collect(TransformersBackend(model, seed=3, top_p=0.9), req(prompt, 10, frozenset())))[0])
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] and len(runs[0]) == 10
 
 

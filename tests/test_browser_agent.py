@@ -43,18 +43,14 @@ def make_browser() -> BrowserTool:
     async def resolver(host, port):
         return ["93.184.216.34"]
 
-    return BrowserTool(
-        search=FakeSearch(), transport=httpx.MockTransport(site), resolver=resolver, allow_hosts=[]
-    )
+    return BrowserTool(search=FakeSearch(), transport=httpx.MockTransport(site), resolver=resolver, allow_hosts=[])
 
 
 def test_search_open_find_and_cite():
     browser = make_browser()
     backend = ScriptedBackend(
         [
-            call(
-                "browser.search", {"query": "heron eats fish whole", "topn": 2}, reasoning="Search the web."
-            ),
+            call("browser.search", {"query": "heron eats fish whole", "topn": 2}, reasoning="Search the web."),
             call("browser.open", {"id": 0}, reasoning="The field guide looks right."),
             call("browser.find", {"pattern": "swallows fish"}, reasoning="Look for the fact."),
             final(
@@ -85,9 +81,7 @@ def test_search_open_find_and_cite():
     assert (citation.line_start, citation.line_end) == (line, line + 1)
     assert "swallows fish whole" in " ".join(citation.lines)
     link = f"[tidewater.example.com L{line}-L{line + 1}]({GUIDE_URL})"
-    assert (
-        browser.render_citations(result.output) == f"The great blue heron swallows its fish whole ({link})."
-    )
+    assert browser.render_citations(result.output) == f"The great blue heron swallows its fish whole ({link})."
 
 
 def test_browser_is_a_builtin_by_name():

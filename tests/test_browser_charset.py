@@ -29,8 +29,24 @@ def test_utf7_is_not_a_browser_encoding():
     assert text == "+2AA-" and not has_surrogate(text)
 
 
-@pytest.mark.parametrize("label", ["rot13", "unicode_escape", "raw_unicode_escape", "idna", "punycode",
-                                   "utf-7", "base64", "hex", "zlib", "bz2", "utf-32", "cp1140", "mbcs"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "rot13",
+        "unicode_escape",
+        "raw_unicode_escape",
+        "idna",
+        "punycode",
+        "utf-7",
+        "base64",
+        "hex",
+        "zlib",
+        "bz2",
+        "utf-32",
+        "cp1140",
+        "mbcs",
+    ],
+)
 def test_python_only_codecs_are_ignored(label):
     assert encoding_for(label) is None
     assert served(f"text/plain; charset={label}", b"plain \\u0041 text") == "plain \\u0041 text"

@@ -64,10 +64,7 @@ def test_unknown_cursor_stays_plain_text():
 
 def test_markdown_rendering():
     pages = stack()
-    assert (
-        render_markdown("Five o'clock【1†L36-L38】.", pages)
-        == f"Five o'clock ([tide.example.com L36-L38]({URL}))."
-    )
+    assert render_markdown("Five o'clock【1†L36-L38】.", pages) == f"Five o'clock ([tide.example.com L36-L38]({URL}))."
     assert render_markdown("Ok 【1†L4】", pages) == f"Ok ([tide.example.com L4]({URL}))"
 
 

@@ -56,9 +56,7 @@ def test_window_with_the_harmony_encoding():
 
 def test_scrolling_past_the_end_is_refused():
     page = long_page(3)
-    with pytest.raises(
-        ToolRetry, match=r"Invalid location parameter: `500`. Cannot exceed page maximum of \d+\."
-    ):
+    with pytest.raises(ToolRetry, match=r"Invalid location parameter: `500`. Cannot exceed page maximum of \d+\."):
         render(page, 0, 500, count_tokens=count_words)
 
 

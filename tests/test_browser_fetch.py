@@ -13,8 +13,6 @@ from tools.browser.fetch import ALLOW_HOSTS_ENV, Fetcher, FetchError, HostPolicy
 PUBLIC = "93.184.216.34"
 
 
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Only loopback connections are possible in these tests."""
@@ -79,12 +77,8 @@ def test_non_public_addresses_are_refused(url):
 
 @pytest.mark.security
 def test_host_names_are_checked_after_resolution():
-    fetcher = make_fetcher(
-        lambda request: pytest.fail("request sent"), {"intranet.example.com": [PUBLIC, "10.1.2.3"]}
-    )
-    with pytest.raises(
-        FetchError, match="`intranet.example.com` resolves to the non-public address 10.1.2.3"
-    ):
+    fetcher = make_fetcher(lambda request: pytest.fail("request sent"), {"intranet.example.com": [PUBLIC, "10.1.2.3"]})
+    with pytest.raises(FetchError, match="`intranet.example.com` resolves to the non-public address 10.1.2.3"):
         run(fetcher.fetch("https://intranet.example.com/"))
 
 
@@ -119,9 +113,7 @@ def test_redirects_are_followed_one_hop_at_a_time_with_a_limit():
 def test_allow_hosts_opens_chosen_intranet_hosts(monkeypatch):
     monkeypatch.setenv(ALLOW_HOSTS_ENV, "wiki.corp, 10.9.0.0/16")
     table = {"wiki.corp": ["10.0.0.5"], "build.corp": ["10.9.1.1"], "other.corp": ["10.7.0.1"]}
-    fetcher = Fetcher(
-        transport=httpx.MockTransport(lambda r: html("<p>ok</p>")), resolver=fake_resolver(table)
-    )
+    fetcher = Fetcher(transport=httpx.MockTransport(lambda r: html("<p>ok</p>")), resolver=fake_resolver(table))
     assert run(fetcher.fetch("http://wiki.corp/page")).text == "<p>ok</p>"
     assert run(fetcher.fetch("http://build.corp/")).text == "<p>ok</p>"
     with pytest.raises(FetchError, match="non-public"):

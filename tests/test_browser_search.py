@@ -66,9 +66,7 @@ def test_ddgs_hits_are_mapped_and_trimmed():
 def test_ddgs_failure_is_retried_once_then_reported():
     from ddgs.exceptions import DDGSException
 
-    fake = FakeDDGS(
-        [DDGSException("DNSError: boom"), [{"title": "t", "href": "https://e.example.com/", "body": ""}]]
-    )
+    fake = FakeDDGS([DDGSException("DNSError: boom"), [{"title": "t", "href": "https://e.example.com/", "body": ""}]])
     assert len(run(DdgsSearch(ddgs_factory=fake, limiter=free_limiter()).search("q", 3))) == 1
     fake = FakeDDGS([DDGSException("DNSError: boom"), DDGSException("DNSError: again")])
     with pytest.raises(SearchError, match="again"):

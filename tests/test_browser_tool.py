@@ -56,9 +56,7 @@ class FakeSearch:
 def site(request: httpx.Request) -> httpx.Response:
     url = requested_url(request)
     if url == GUIDE_URL:
-        return httpx.Response(
-            200, headers={"content-type": "text/html"}, content=(PAGES / "guide.html").read_bytes()
-        )
+        return httpx.Response(200, headers={"content-type": "text/html"}, content=(PAGES / "guide.html").read_bytes())
     if url == "https://birds.example.org/green-heron":
         return httpx.Response(
             200,
@@ -185,9 +183,7 @@ def test_scrolling_pushes_a_new_cursor():
 
 def test_errors_the_model_can_fix():
     tool, _ = make_tool()
-    c = ToolCall(
-        recipient="browser.search", name="browser", method="search", arguments="{not json", channel="analysis"
-    )
+    c = ToolCall(recipient="browser.search", name="browser", method="search", arguments="{not json", channel="analysis")
     with pytest.raises(ToolRetry, match='^{"error": "Invalid function arguments"}$'):
         asyncio.run(tool.invoke(c))
     with pytest.raises(ToolRetry, match="No pages to access"):

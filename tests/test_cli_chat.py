@@ -10,13 +10,15 @@ UP = "\x1b[A"
 
 
 def test_two_turns_with_a_tool_then_reset_then_resume(tmp_path, tools_file):
-    fake = FakeOllama([
-        call_text("get_weather", '{"city": "Paris"}', "Need the weather for Paris."),
-        final_text("It is **sunny** in Paris.", "The tool says sunny."),
-        final_text("You are welcome.", "Polite."),
-        final_text("Fresh start here.", "New chat."),
-        final_text("Resumed fine.", "Continuing."),
-    ])
+    fake = FakeOllama(
+        [
+            call_text("get_weather", '{"city": "Paris"}', "Need the weather for Paris."),
+            final_text("It is **sunny** in Paris.", "The tool says sunny."),
+            final_text("You are welcome.", "Polite."),
+            final_text("Fresh start here.", "New chat."),
+            final_text("Resumed fine.", "Continuing."),
+        ]
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         child = spawn_chat("-t", str(tools_file), env=env)
@@ -51,8 +53,7 @@ def test_two_turns_with_a_tool_then_reset_then_resume(tmp_path, tools_file):
 
 def test_ctrl_c_stops_generation_and_keeps_the_conversation(tmp_path):
     long_thought = "Let me think about this story at great length. " * 20
-    fake = StallingFake([final_text("never shown", long_thought), final_text("Short answer.", "Ok.")],
-                        stall_at={0: 12})
+    fake = StallingFake([final_text("never shown", long_thought), final_text("Short answer.", "Ok.")], stall_at={0: 12})
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         child = spawn_chat(env=env)
@@ -85,8 +86,9 @@ def test_ctrl_c_at_the_prompt_clears_the_line(tmp_path):
 
 def test_approval_yes_no_always(tmp_path, tools_file):
     delete = call_text("delete_file", '{"path": "a.txt"}', "Delete it.")
-    fake = FakeOllama([delete, final_text("Not deleted."), delete, final_text("Deleted."),
-                       delete, final_text("Deleted again.")])
+    fake = FakeOllama(
+        [delete, final_text("Not deleted."), delete, final_text("Deleted."), delete, final_text("Deleted again.")]
+    )
     with serve(fake) as url:
         child = spawn_chat("-t", str(tools_file), env=cli_env(tmp_path, url))
         say(child, "Delete a.txt")
@@ -151,8 +153,11 @@ def test_slash_commands(tmp_path, tools_file):
         child.expect_exact("Second.")
         quit_chat(child)
     assert "Reasoning: high" in fake.generate_requests[0]["prompt"]
-    assert fake.generate_requests[1]["prompt"].rstrip().endswith(
-        "<|start|>user<|message|>first question<|end|><|start|>assistant")
+    assert (
+        fake.generate_requests[1]["prompt"]
+        .rstrip()
+        .endswith("<|start|>user<|message|>first question<|end|><|start|>assistant")
+    )
 
 
 def test_errors_in_a_turn_keep_the_chat_alive(tmp_path):
@@ -199,8 +204,10 @@ def test_context_shows_use_and_compact_forces_a_compaction_that_a_resume_keeps(t
 def test_a_prompt_interrupted_before_any_output_stays(tmp_path):
     """Ctrl-C while the model is still reading the prompt (no token yet): the prompt stays in the conversation
     and in the session, so "go on" follows it, and a resumed session has it too."""
-    fake = StallingFake([final_text("never shown"), final_text("The capital is Oslo.", "Ok."),
-                         final_text("Still Oslo.", "Ok.")], stall_at={0: 0})
+    fake = StallingFake(
+        [final_text("never shown"), final_text("The capital is Oslo.", "Ok."), final_text("Still Oslo.", "Ok.")],
+        stall_at={0: 0},
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         child = spawn_chat(env=env)

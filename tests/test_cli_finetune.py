@@ -15,12 +15,14 @@ from agent.training.examples import IGNORE
 
 
 def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):
-    fake = FakeOllama([
-        call_text("get_weather", '{"city":"Paris"}', "Need the weather for Paris."),
-        final_text("It is sunny in Paris.", "The tool says sunny."),
-        final_text("You are welcome.", "Polite."),
-        final_text("Another chat.", "Other."),
-    ])
+    fake = FakeOllama(
+        [
+            call_text("get_weather", '{"city":"Paris"}', "Need the weather for Paris."),
+            final_text("It is sunny in Paris.", "The tool says sunny."),
+            final_text("You are welcome.", "Polite."),
+            final_text("Another chat.", "Other."),
+        ]
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         child = spawn_chat("-t", str(tools_file), env=env)
@@ -56,8 +58,9 @@ def test_a_rated_chat_exports_the_prompts_ollama_received(tmp_path, tools_file):
     assert enc.decode(first_turn["input_ids"][: first_turn["meta"]["prompt_tokens"]]) == prompts[0]
     assert text.startswith(prompts[1])  # the chain's second request, byte for byte
     assert enc.decode(second_turn["input_ids"][: second_turn["meta"]["prompt_tokens"]]) == prompts[2]
-    trained = enc.decode([t for t, label in zip(first_turn["input_ids"], first_turn["labels"], strict=True)
-                          if label != IGNORE])
+    trained = enc.decode(
+        [t for t, label in zip(first_turn["input_ids"], first_turn["labels"], strict=True) if label != IGNORE]
+    )
     assert trained.startswith("<|channel|>analysis<|message|>Need the weather for Paris.<|end|>")
     assert trained.endswith("<|channel|>final<|message|>It is sunny in Paris.<|return|>")
     assert '"temp_c": 21' not in trained

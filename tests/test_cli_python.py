@@ -20,12 +20,14 @@ def test_upload_then_approved_python_call(tmp_path, sandbox_image):  # noqa: F81
     data = tmp_path / "numbers.csv"
     data.write_text("n\n3\n4\n5\n", encoding="utf-8")
     code = "rows = open('/mnt/data/numbers.csv').read().split()[1:]\\nsum(int(r) for r in rows)"
-    fake = FakeOllama([
-        python_call(code.replace("\\n", "\n"), "Sum the file."),
-        final_text("The numbers add up to **12**.", "Tool said 12."),
-        python_call("rows", "Check the variable."),
-        final_text("Not run.", "User said no."),
-    ])
+    fake = FakeOllama(
+        [
+            python_call(code.replace("\\n", "\n"), "Sum the file."),
+            final_text("The numbers add up to **12**.", "Tool said 12."),
+            python_call("rows", "Check the variable."),
+            final_text("Not run.", "User said no."),
+        ]
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url, OSS_AGENT_SANDBOX_IMAGE=sandbox_image)
         child = spawn_chat("-t", "python", env=env, timeout=90)
@@ -58,5 +60,7 @@ def test_run_attach_puts_the_file_into_the_sandbox(tmp_path, sandbox_image):  # 
         done = run_cli("run", "-t", "python", "--yes", "-a", str(data), "Add up my numbers.", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "They add up to 12.\n"
-    assert "[I uploaded numbers.csv to /mnt/data/numbers.csv]\n\nAdd up my numbers." in fake.generate_requests[0]["prompt"]
+    assert (
+        "[I uploaded numbers.csv to /mnt/data/numbers.csv]\n\nAdd up my numbers." in fake.generate_requests[0]["prompt"]
+    )
     assert "12" in fake.generate_requests[1]["prompt"]  # the cell read the uploaded file

@@ -50,9 +50,19 @@ def test_a_resampled_step_is_one_note_on_stderr():
     from agent.events import StepFinished
 
     r, out, err = renderer()
-    r.handle(StepFinished(step=1, outcome="retry", usage=Usage(), prompt_tokens=10, shared_prefix_tokens=0,
-                          duration_s=0.1, backend_s=0.1, overhead_s=0.0,
-                          error="the completion was cut at the token budget or the context window"))
+    r.handle(
+        StepFinished(
+            step=1,
+            outcome="retry",
+            usage=Usage(),
+            prompt_tokens=10,
+            shared_prefix_tokens=0,
+            duration_s=0.1,
+            backend_s=0.1,
+            overhead_s=0.0,
+            error="the completion was cut at the token budget or the context window",
+        )
+    )
     r.handle(TextDelta("fine", step=2))
     r.handle(RunFinished(RunResult(output="fine")))
     assert out.getvalue() == "fine\n"
@@ -63,7 +73,9 @@ def test_a_preamble_that_turns_out_to_be_the_answer_is_shown_once_on_a_terminal(
     from agent.events import PreambleDelta
 
     out, err = io.StringIO(), io.StringIO()
-    r = TurnRenderer(Console(file=out, width=100, force_terminal=True), Console(file=err, width=100, force_terminal=True))
+    r = TurnRenderer(
+        Console(file=out, width=100, force_terminal=True), Console(file=err, width=100, force_terminal=True)
+    )
     r.handle(PreambleDelta("Done, see above.", step=1))
     r.handle(TextDelta("Done, see above.", step=1))
     r.handle(RunFinished(RunResult(output="Done, see above.")))

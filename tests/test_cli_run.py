@@ -34,7 +34,9 @@ def test_run_reads_the_prompt_from_stdin(tmp_path):
         piped = run_cli("run", env=cli_env(tmp_path, url), stdin="")
     assert done.returncode == 0 and done.stdout == "Four.\n"
     assert "What is 2+2?" in fake.generate_requests[0]["prompt"]
-    assert piped.returncode == 1 and error_lines(piped.stderr)[0].startswith("error: the prompt read from stdin is empty")
+    assert piped.returncode == 1 and error_lines(piped.stderr)[0].startswith(
+        "error: the prompt read from stdin is empty"
+    )
 
 
 def test_piped_stdin_comes_before_the_prompt_argument_and_an_empty_prompt_is_refused(tmp_path):
@@ -49,7 +51,8 @@ def test_piped_stdin_comes_before_the_prompt_argument_and_an_empty_prompt_is_ref
     for refused in (empty, blank):
         assert refused.returncode == 1
         assert error_lines(refused.stderr) == [
-            'error: the prompt is empty; pass a question (oss-agent run "...") or pipe text on stdin']
+            'error: the prompt is empty; pass a question (oss-agent run "...") or pipe text on stdin'
+        ]
     assert len(fake.generate_requests) == 1
 
 
@@ -92,8 +95,11 @@ ERROR_CASES = {
     "ollama down": ([], [], "cannot reach Ollama"),
     "model missing": ([], ["-m", "nope:1b"], "ollama pull nope:1b"),
     "context overflow": ([final_text("never")], ["--num-ctx", "64"], "context"),
-    "max steps": ([call_text("get_weather", '{"city": "A"}'), call_text("get_weather", '{"city": "B"}')],
-                  ["--max-steps", "2"], "no final answer after 2 steps"),
+    "max steps": (
+        [call_text("get_weather", '{"city": "A"}'), call_text("get_weather", '{"city": "B"}')],
+        ["--max-steps", "2"],
+        "no final answer after 2 steps",
+    ),
     "unparseable output": (["<|channel|>comm"] * 3, [], "could not be parsed 3 times"),
 }
 
@@ -150,7 +156,8 @@ def test_missing_tools_file_and_unknown_builtin(tmp_path):
     unknown = run_cli("run", "-t", "calculator", "hi", env=env)
     assert unknown.returncode == 1 and error_lines(unknown.stderr) == [
         "error: unknown built-in tool 'calculator': the built-ins are browser and python; "
-        "a tools file is a path to a .py file"]
+        "a tools file is a path to a .py file"
+    ]
 
 
 def test_sessions_are_saved_listed_shown_continued_and_removed(tmp_path):
@@ -200,8 +207,13 @@ def test_doctor_passes_against_a_working_server(tmp_path):
     with serve(FakeOllama([final_text("OK")])) as url:
         done = run_cli("doctor", env=cli_env(tmp_path, url))
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("Harmony vocabulary", "Ollama: version 0.12.6", "model: gpt-oss:20b is pulled",
-                 "raw Harmony mode: answered 'OK'", "Docker"):
+    for name in (
+        "Harmony vocabulary",
+        "Ollama: version 0.12.6",
+        "model: gpt-oss:20b is pulled",
+        "raw Harmony mode: answered 'OK'",
+        "Docker",
+    ):
         assert name in done.stdout
     assert "all set" in done.stdout
 
@@ -230,8 +242,21 @@ def test_help_reads_well(tmp_path, command):
         for word in ("chat", "run", "doctor", "pull", "models", "sessions", "examples"):
             assert word in done.stdout
     if command in (["chat"], ["run"]):
-        for flag in ("--model", "--host", "--backend", "--base-url", "--tools", "--instructions", "--effort",
-                     "--continue", "--session", "--yes", "--debug", "--config", "--option KEY VALUE"):
+        for flag in (
+            "--model",
+            "--host",
+            "--backend",
+            "--base-url",
+            "--tools",
+            "--instructions",
+            "--effort",
+            "--continue",
+            "--session",
+            "--yes",
+            "--debug",
+            "--config",
+            "--option KEY VALUE",
+        ):
             assert flag in done.stdout
     if command == ["run"]:
         assert "-f FILE, --file FILE" in done.stdout and "-a FILE, --attach FILE" in done.stdout
@@ -275,10 +300,20 @@ def test_non_utf8_bytes_in_the_prompt_are_replaced_not_fatal(tmp_path):
     fake = FakeOllama([final_text("Got it."), final_text("Also.")])
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
-        piped = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save"], input=b"caf\xe9 \xff ok\n",
-                               capture_output=True, env=env, timeout=60)
-        argv = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--no-save", b"bad \xff byte"],
-                              stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+        piped = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "run", "--no-save"],
+            input=b"caf\xe9 \xff ok\n",
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        argv = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "run", "--no-save", b"bad \xff byte"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout == b"Got it.\n"
     assert argv.returncode == 0, argv.stderr.decode()
@@ -294,10 +329,18 @@ def test_a_tools_py_of_the_users_own_is_one_line_saying_to_rename_it(tmp_path):
     (tmp_path / "tools.py").write_text("X = 1\n", encoding="utf-8")
     (tmp_path / "script.py").write_text("from agent import Agent\n", encoding="utf-8")
     env = cli_env(tmp_path / "home", "http://127.0.0.1:9")
-    script = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
-                            timeout=60)
-    cli = subprocess.run([sys.executable, "-m", "agent.cli", "run", "hi"], cwd=tmp_path, capture_output=True,
-                         text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    script = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "hi"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     expected = f"your own {tmp_path / 'tools.py'} hides oss-agent's `tools` package; rename that file"
     assert script.returncode == 1 and expected in script.stderr.splitlines()[-1]
     assert cli.returncode == 1 and error_lines(cli.stderr) == [f"error: {expected} (for example to my_tools.py)"]
@@ -326,16 +369,32 @@ def test_model_options_from_flags_and_the_config_file_reach_the_server(tmp_path)
     fake = FakeOllama([final_text("Cool.")])
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
-        done = run_cli("run", "-o", "temperature", "0.2", "-o", "max_tokens", "100", "-o", "num_ctx", "4096",
-                       "-o", "seed", "7", "hi", env=env)
+        done = run_cli(
+            "run",
+            "-o",
+            "temperature",
+            "0.2",
+            "-o",
+            "max_tokens",
+            "100",
+            "-o",
+            "num_ctx",
+            "4096",
+            "-o",
+            "seed",
+            "7",
+            "hi",
+            env=env,
+        )
         typo = run_cli("run", "-o", "temprature", "1", "hi", env=env)
         wrong = run_cli("run", "-o", "top_k", "many", "hi", env=env)
     assert done.returncode == 0, done.stderr
     sent = fake.generate_requests[0]["options"]
     assert (sent["temperature"], sent["top_p"], sent["num_ctx"], sent["seed"]) == (0.2, 0.5, 4096, 7)
     assert sent["num_predict"] <= 100
-    assert error_lines(typo.stderr) == ["error: -o: unknown model option 'temprature'; known: temperature, "
-                                        "top_p, top_k, seed, num_ctx, max_tokens"]
+    assert error_lines(typo.stderr) == [
+        "error: -o: unknown model option 'temprature'; known: temperature, top_p, top_k, seed, num_ctx, max_tokens"
+    ]
     assert error_lines(wrong.stderr) == ["error: -o: top_k must be a whole number, not 'many'"]
     assert len(fake.generate_requests) == 1
 
@@ -346,8 +405,10 @@ class _SizedModels(FakeOllama):
     def handle(self, method, path, body):
         reply = super().handle(method, path, body)
         if path == "/api/tags":
-            models = [{"name": m, "model": m, "size": 13_800_000_000, "details": {"parameter_size": "20.9B"}}
-                      for m in self.models]
+            models = [
+                {"name": m, "model": m, "size": 13_800_000_000, "details": {"parameter_size": "20.9B"}}
+                for m in self.models
+            ]
             reply.lines = [json.dumps({"models": models}).encode()]
         return reply
 
@@ -360,8 +421,10 @@ def test_models_lists_what_the_server_serves(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines()]
     assert rows[0] == ["model", "size", "parameters", "context"]
-    assert rows[1:] == [["gpt-oss:20b", "13.8", "GB", "20.9B", "131,072"], ["gpt-oss:120b", "13.8", "GB", "20.9B",
-                                                                            "131,072"]]
+    assert rows[1:] == [
+        ["gpt-oss:20b", "13.8", "GB", "20.9B", "131,072"],
+        ["gpt-oss:120b", "13.8", "GB", "20.9B", "131,072"],
+    ]
     assert down.returncode == 1 and "start it with `ollama serve`" in error_lines(down.stderr)[0]
 
 
@@ -398,10 +461,13 @@ def test_f_puts_text_files_into_the_prompt_and_a_needs_the_sandbox(tmp_path):
         binary = run_cli("run", "-f", str(blob), "hi", env=env)
         attach = run_cli("run", "-a", str(notes), "hi", env=env)
     assert done.returncode == 0, done.stderr
-    assert ("<|start|>user<|message|>notes.txt:\nHerons eat fish.\n\nFrom stdin.\n\nWhat do herons eat?<|end|>"
-            in fake.generate_requests[0]["prompt"])
-    assert error_lines(binary.stderr) == [f"error: {blob} is not a text file; put it into the sandbox with "
-                                          f"-a {blob} -t python"]
+    assert (
+        "<|start|>user<|message|>notes.txt:\nHerons eat fish.\n\nFrom stdin.\n\nWhat do herons eat?<|end|>"
+        in fake.generate_requests[0]["prompt"]
+    )
+    assert error_lines(binary.stderr) == [
+        f"error: {blob} is not a text file; put it into the sandbox with -a {blob} -t python"
+    ]
     assert error_lines(attach.stderr) == ["error: uploads go into the python sandbox: enable it with -t python"]
     assert len(fake.generate_requests) == 1
 
@@ -412,8 +478,12 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
 
     fake = FakeOllama([final_text("word " * 200, "Think " * 50)])
     with serve(fake) as url:
-        child = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--json", "--no-save", "go"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(tmp_path, url))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--json", "--no-save", "go"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(tmp_path, url),
+        )
         assert child.stdout is not None and child.stderr is not None
         first = child.stdout.readline()
         child.stdout.close()  # like `| head -1`
@@ -425,13 +495,23 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
 
 def test_schema_prints_the_validated_object_and_retries_an_invalid_one(tmp_path):
     schema_file = tmp_path / "person.json"
-    schema_file.write_text(json.dumps({"title": "Person", "type": "object", "properties": {
-        "name": {"type": "string"}, "age": {"type": "integer", "description": "in years"}}}), encoding="utf-8")
-    fake = FakeOllama([
-        final_text('{"name": "Ada", "age": "old"}'),  # fails validation: the model is told and tries again
-        final_text('{"name": "Ada", "age": 36}'),
-        final_text('{"name": "Bo", "age": 7}'),
-    ])
+    schema_file.write_text(
+        json.dumps(
+            {
+                "title": "Person",
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer", "description": "in years"}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    fake = FakeOllama(
+        [
+            final_text('{"name": "Ada", "age": "old"}'),  # fails validation: the model is told and tries again
+            final_text('{"name": "Ada", "age": 36}'),
+            final_text('{"name": "Bo", "age": 7}'),
+        ]
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         concise = run_cli("run", "--no-save", "--schema", "name str, age int: in years", "Who?", env=env)
@@ -449,17 +529,27 @@ def test_schema_file_is_enforced_whole(tmp_path):
     """`--schema FILE`: required, bounds, enums, lengths, patterns, nested objects and arrays all hold; violations go
     back to the model, and when retries run out the run exits 1 naming them."""
     schema_file = tmp_path / "order.json"
-    schema_file.write_text(json.dumps({
-        "title": "Order", "type": "object", "required": ["id", "qty", "status", "items"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^ord-[0-9]+$", "maxLength": 10},
-            "qty": {"type": "integer", "minimum": 1, "maximum": 9},
-            "status": {"enum": ["open", "shipped"]},
-            "items": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}}},
-        },
-        "additionalProperties": False,
-    }), encoding="utf-8")
+    schema_file.write_text(
+        json.dumps(
+            {
+                "title": "Order",
+                "type": "object",
+                "required": ["id", "qty", "status", "items"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^ord-[0-9]+$", "maxLength": 10},
+                    "qty": {"type": "integer", "minimum": 1, "maximum": 9},
+                    "status": {"enum": ["open", "shipped"]},
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}},
+                    },
+                },
+                "additionalProperties": False,
+            }
+        ),
+        encoding="utf-8",
+    )
     bad = '{"id": "x-1", "qty": 12, "status": "lost", "items": [{"name": "pen"}], "extra": 1}'
     good = '{"id": "ord-42", "qty": 3, "status": "open", "items": [{"sku": "P-1"}]}'
     fake = FakeOllama([final_text(bad), final_text(good), final_text('{"id": "ord-1"}')] + [final_text(bad)] * 3)
@@ -470,9 +560,13 @@ def test_schema_file_is_enforced_whole(tmp_path):
     assert fixed.returncode == 0, fixed.stderr
     assert json.loads(fixed.stdout) == json.loads(good)
     feedback = fake.generate_requests[1]["prompt"]
-    for violation in ("id: 'x-1' does not match '^ord-[0-9]+$'", "qty: 12 is greater than the maximum of 9",
-                      "status: 'lost' is not one of ['open', 'shipped']", "items.0: 'sku' is a required property",
-                      "Additional properties are not allowed ('extra' was unexpected)"):
+    for violation in (
+        "id: 'x-1' does not match '^ord-[0-9]+$'",
+        "qty: 12 is greater than the maximum of 9",
+        "status: 'lost' is not one of ['open', 'shipped']",
+        "items.0: 'sku' is a required property",
+        "Additional properties are not allowed ('extra' was unexpected)",
+    ):
         assert violation in feedback, violation
     assert "must match /^ord-[0-9]+$/" in fake.generate_requests[0]["prompt"]  # the model reads every constraint
     assert failed.returncode == 1 and failed.stdout == ""
@@ -487,7 +581,9 @@ def test_schema_file_that_is_no_json_schema_is_refused(tmp_path):
     schema_file.write_text(json.dumps({"type": "object", "properties": {"n": {"type": "integr"}}}), encoding="utf-8")
     done = run_cli("run", "--no-save", "--schema", str(schema_file), "x", env=cli_env(tmp_path, "http://127.0.0.1:9"))
     assert done.returncode == 1
-    assert error_lines(done.stderr)[0].startswith(f"error: --schema {schema_file}: not a valid JSON Schema (properties/n/type")
+    assert error_lines(done.stderr)[0].startswith(
+        f"error: --schema {schema_file}: not a valid JSON Schema (properties/n/type"
+    )
 
 
 def test_habits_from_llm_a_bare_prompt_sessions_json_and_unwrapped_pipes(tmp_path):

@@ -9,8 +9,10 @@ from agent.errors import SandboxUnavailableError
 from sandbox import image as image_module
 from sandbox.pull import ensure_image
 
-DENIED = ("pull access denied for oss-agent-sandbox, repository does not exist or may require 'docker login': "
-          "denied: requested access to the resource is denied; " + "and a long tail of detail " * 20)
+DENIED = (
+    "pull access denied for oss-agent-sandbox, repository does not exist or may require 'docker login': "
+    "denied: requested access to the resource is denied; " + "and a long tail of detail " * 20
+)
 
 
 class _Api:
@@ -32,8 +34,9 @@ class _Api:
 
     def pull(self, name: str, stream: bool = False, decode: bool = False):
         response = type("Response", (), {"status_code": 404, "reason": "Not Found", "url": "http+docker://x"})()
-        raise docker.errors.APIError("404 Client Error for http+docker://localhost/v1.47/images/create",
-                                     response=response, explanation=DENIED)
+        raise docker.errors.APIError(
+            "404 Client Error for http+docker://localhost/v1.47/images/create", response=response, explanation=DENIED
+        )
 
     def _retag(self, image_id: str, name: str) -> None:
         for image in self.images.values():
@@ -88,8 +91,9 @@ def test_a_failed_pull_is_one_whole_sentence_that_names_the_cli_setting():
     assert "\n" not in message and "http+docker" not in message
     assert "(pull access denied for oss-agent-sandbox, repository does not exist" in message
     assert " …)" in message and "detai)" not in message  # shortened at a word boundary
-    assert message.endswith("the sandbox then finds it by itself (or name one: OSS_AGENT_SANDBOX_IMAGE, "
-                            "PythonTool(image=TAG)).")
+    assert message.endswith(
+        "the sandbox then finds it by itself (or name one: OSS_AGENT_SANDBOX_IMAGE, PythonTool(image=TAG))."
+    )
 
 
 def test_a_forced_rebuild_leaves_no_dangling_image(monkeypatch):

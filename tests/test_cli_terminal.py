@@ -165,8 +165,10 @@ def test_resuming_reprints_the_last_turns(tmp_path):
     screen = shown.getvalue().partition("(4 turns): Question 1")[2]
     assert "1 earlier turn (oss-agent sessions show" in screen
     assert "Question 1" not in screen and "Answer 1." not in screen
-    positions = [screen.index(text) for text in ("> Question 2", "Answer 2.", "> Question 3", "Answer 3.",
-                                                 "> Question 4", "Answer 4.")]
+    positions = [
+        screen.index(text)
+        for text in ("> Question 2", "Answer 2.", "> Question 3", "Answer 3.", "> Question 4", "Answer 4.")
+    ]
     assert positions == sorted(positions)
 
 
@@ -175,8 +177,9 @@ def test_a_spinner_counts_the_seconds_until_the_first_token(tmp_path):
     import pexpect
     import sys
 
-    fake = StallingFake([final_text("Here it is.", "Ok."), final_text("Second.", "Ok.")], stall_at={0: 0, 1: 0},
-                        resume=True)
+    fake = StallingFake(
+        [final_text("Here it is.", "Ok."), final_text("Second.", "Ok.")], stall_at={0: 0, 1: 0}, resume=True
+    )
     with serve(fake) as url:
         env = cli_env(tmp_path, url)
         child = spawn_chat(env=env)
@@ -188,8 +191,14 @@ def test_a_spinner_counts_the_seconds_until_the_first_token(tmp_path):
         quit_chat(child)
         fake.stalled.clear()
         fake.release.clear()
-        run = pexpect.spawn(sys.executable, ["-m", "agent.cli", "run", "--no-save", "Again?"], env=env,
-                            encoding="utf-8", timeout=30, dimensions=(40, 120))
+        run = pexpect.spawn(
+            sys.executable,
+            ["-m", "agent.cli", "run", "--no-save", "Again?"],
+            env=env,
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(40, 120),
+        )
         assert fake.stalled.wait(30)
         run.expect(r"waiting for the model… \d+ s")
         fake.release.set()

@@ -38,7 +38,9 @@ def prompts(fake: FakeOllama) -> list[str]:
 
 
 def test_quickstart(tmp_path):
-    fake = FakeOllama([call_text("get_weather", '{"city": "Paris"}'), final_text("Yes, it is raining in Paris (14 °C).")])
+    fake = FakeOllama(
+        [call_text("get_weather", '{"city": "Paris"}'), final_text("Yes, it is raining in Paris (14 °C).")]
+    )
     proc = run_example("quickstart.py", fake, tmp_path)
     assert proc.stdout == "Yes, it is raining in Paris (14 °C).\n"
     assert '{"city": "Paris", "sky": "rain", "temp_c": 14}' in prompts(fake)[1]
@@ -63,21 +65,33 @@ def test_custom_tools(tmp_path):
 
 
 def test_custom_tools_refused(tmp_path):
-    fake = FakeOllama([call_text("place_order", '{"order": {"item": "mug", "quantity": 1}}'), final_text("Not ordered.")])
+    fake = FakeOllama(
+        [call_text("place_order", '{"order": {"item": "mug", "quantity": 1}}'), final_text("Not ordered.")]
+    )
     run_example("custom_tools.py", fake, tmp_path, stdin="n\n")
     assert "the user declined to run functions.place_order" in prompts(fake)[1]
 
 
 def test_streaming(tmp_path):
-    fake = FakeOllama([call_text("word_count", '{"text": "the quick brown fox"}', analysis="Count them."), final_text("4 words.")])
+    fake = FakeOllama(
+        [call_text("word_count", '{"text": "the quick brown fox"}', analysis="Count them."), final_text("4 words.")]
+    )
     proc = run_example("streaming.py", fake, tmp_path)
     assert proc.stdout.strip() == "4 words."
-    assert "Count them." in proc.stderr and '[calling functions.word_count {"text": "the quick brown fox"}]' in proc.stderr
+    assert (
+        "Count them." in proc.stderr and '[calling functions.word_count {"text": "the quick brown fox"}]' in proc.stderr
+    )
     assert "[result: 4]" in proc.stderr and "[step 2: final," in proc.stderr
 
 
 def test_testing_your_agent(tmp_path):
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "testing_your_agent.py")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "testing_your_agent.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "both checks passed\n"
 
@@ -114,8 +128,12 @@ def test_research(tmp_path):
     )
     try:
         proc = run_example(
-            "research.py", fake, tmp_path,
-            OSS_AGENT_SEARCH="searxng", OSS_AGENT_SEARXNG_URL=base, OSS_AGENT_BROWSER_ALLOW_HOSTS="127.0.0.1",
+            "research.py",
+            fake,
+            tmp_path,
+            OSS_AGENT_SEARCH="searxng",
+            OSS_AGENT_SEARXNG_URL=base,
+            OSS_AGENT_BROWSER_ALLOW_HOSTS="127.0.0.1",
         )
     finally:
         site.stop()
@@ -137,7 +155,11 @@ def _start_app(tmp_path: Path, ollama_url: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OLLAMA_HOST": ollama_url, "OSS_AGENT_HOME": str(tmp_path / "data")}
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "embed_in_app.py"), "--port", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.startswith("listening on "), proc.stderr.read()
@@ -157,7 +179,10 @@ def test_embed_in_app_keeps_one_conversation_per_user_across_restarts(tmp_path):
         app, url = _start_app(tmp_path, ollama.url)
         try:
             assert _post(url, {"user": "alice", "message": "Hi, I am Alice."}) == (200, {"answer": "Hello Alice."})
-            assert _post(url, {"user": "bob", "message": "Open on Sunday?"}) == (200, {"answer": "Closed on Sunday, Bob."})
+            assert _post(url, {"user": "bob", "message": "Open on Sunday?"}) == (
+                200,
+                {"answer": "Closed on Sunday, Bob."},
+            )
         finally:
             app.terminate()
             app.wait(timeout=30)

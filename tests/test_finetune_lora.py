@@ -52,8 +52,13 @@ def write_rows(path: Path) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for question, answer in PAIRS:
             context, wanted = prompt(question), target(answer)
-            row = {"input_ids": context + wanted, "labels": [-100] * len(context) + wanted,
-                   "messages": [{"role": "user", "content": question}], "session": "s1", "tools": []}
+            row = {
+                "input_ids": context + wanted,
+                "labels": [-100] * len(context) + wanted,
+                "messages": [{"role": "user", "content": question}],
+                "session": "s1",
+                "tools": [],
+            }
             f.write(json.dumps(row) + "\n")
     return path
 
@@ -102,8 +107,12 @@ def test_the_adapter_folder_holds_only_the_lora_weights_r_times_in_plus_out(trai
     assert {p.name for p in adapter.iterdir()} - {"README.md"} == {"adapter_config.json", "adapter_model.safetensors"}
     c = tiny_config()
     q_out, kv_out = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
-    shapes = {"q_proj": (c.hidden_size, q_out), "k_proj": (c.hidden_size, kv_out),
-              "v_proj": (c.hidden_size, kv_out), "o_proj": (q_out, c.hidden_size)}
+    shapes = {
+        "q_proj": (c.hidden_size, q_out),
+        "k_proj": (c.hidden_size, kv_out),
+        "v_proj": (c.hidden_size, kv_out),
+        "o_proj": (q_out, c.hidden_size),
+    }
     expected = c.num_hidden_layers * sum(RANK * (i + o) for i, o in shapes.values())
     path = adapter / "adapter_model.safetensors"
     with safe_open(path, "pt") as f:
@@ -129,8 +138,10 @@ def test_prefix_reuse_with_the_adapter_matches_fresh_prefill_and_prefills_only_n
     model_dir, _, adapter, _ = trained
     reused_backend = TransformersBackend(model_dir, adapter=adapter, temperature=0, merge_adapter=merge_adapter)
     reused = chain(reused_backend, steps=2)
-    fresh = chain(TransformersBackend(model_dir, adapter=adapter, temperature=0, merge_adapter=merge_adapter,
-                                      reuse_prefix=False), steps=2)
+    fresh = chain(
+        TransformersBackend(model_dir, adapter=adapter, temperature=0, merge_adapter=merge_adapter, reuse_prefix=False),
+        steps=2,
+    )
     assert [c for _, c, _ in reused] == [c for _, c, _ in fresh]
     assert reused_backend._keep_kw  # the real model's forward was inspected, not the wrapper's **kwargs
     (prev_prompt, prev_completion, first), (second_prompt, _, second) = reused
@@ -158,9 +169,30 @@ def test_the_script_runs_as_a_program(trained, tmp_path):
     model_dir, data, _, _ = trained
     out = tmp_path / "adapter"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", str(data), "--model", str(model_dir), "--out", str(out),
-         "--max-steps", "2", "--lr", "1e-2", "--rank", "4", "--grad-accum", "2", "--merge-to", str(tmp_path / "full")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--data",
+            str(data),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--lr",
+            "1e-2",
+            "--rank",
+            "4",
+            "--grad-accum",
+            "2",
+            "--merge-to",
+            str(tmp_path / "full"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("step ")][-1].startswith("step 2/2  loss ")
@@ -168,8 +200,12 @@ def test_the_script_runs_as_a_program(trained, tmp_path):
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
     assert (tmp_path / "full" / "model.safetensors").is_file()
     assert "note: no tokenizer saved with the merged model" in proc.stderr  # the tiny base has none
-    assert subprocess.run([sys.executable, str(SCRIPT), "--model", str(model_dir)],
-                          capture_output=True, text=True).returncode == 2  # neither --data nor --adapter
+    assert (
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "--model", str(model_dir)], capture_output=True, text=True
+        ).returncode
+        == 2
+    )  # neither --data nor --adapter
 
 
 def test_a_missing_adapter_folder_is_a_one_line_error(trained, tmp_path):
@@ -199,14 +235,21 @@ def options(monkeypatch, tmp_path, **flags):
 
 def test_cli_adapter_goes_to_the_transformers_backend_only(trained, monkeypatch, tmp_path):
     model_dir, _, adapter, _ = trained
-    backend = make_backend(options(monkeypatch, tmp_path, backend="transformers", model=str(model_dir),
-                                   adapter=str(adapter), options={"temperature": "0"}))
+    backend = make_backend(
+        options(
+            monkeypatch,
+            tmp_path,
+            backend="transformers",
+            model=str(model_dir),
+            adapter=str(adapter),
+            options={"temperature": "0"},
+        )
+    )
     assert isinstance(backend, TransformersBackend)
     assert greedy_answer(backend, PAIRS[0][0]) == target(PAIRS[0][1])
     for other in ("ollama", "llamacpp"):
         with pytest.raises(ConfigurationError, match="--adapter needs --backend transformers; for vLLM"):
             make_backend(options(monkeypatch, tmp_path, backend=other, adapter=str(adapter)))
-
 
 
 def _exported(tmp_path: Path) -> Path:
@@ -223,8 +266,11 @@ def _exported(tmp_path: Path) -> Path:
         """The weather in a city."""
         return f"sunny in {city}"
 
-    script = [call("functions.get_weather", '{"city":"Paris"}', reasoning="Need Paris."),
-              final("Sunny in Paris.", reasoning="The tool says so."), final("You are welcome.")]
+    script = [
+        call("functions.get_weather", '{"city":"Paris"}', reasoning="Need Paris."),
+        final("Sunny in Paris.", reasoning="The tool says so."),
+        final("You are welcome."),
+    ]
     agent = Agent(ScriptedBackend(script), tools=[get_weather], date="2026-12-01")
     store = SessionStore(tmp_path / "sessions.db")
     recorder = recorded(agent, store, ["Weather in Paris?", "Thanks!"])
@@ -246,8 +292,10 @@ def test_the_exported_file_trains_as_it_is(trained, tmp_path):
 
     def mean_loss() -> float:
         with torch.no_grad():
-            return sum(float(lora(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss)
-                       for e in examples) / len(examples)
+            return sum(
+                float(lora(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss)
+                for e in examples
+            ) / len(examples)
 
     before = mean_loss()
     ft.train(lora, examples, config, log=lambda line: None)
@@ -262,7 +310,8 @@ def test_trl_collates_the_exported_rows_with_their_labels_as_they_are(tmp_path):
     rows = [json.loads(line) for line in _exported(tmp_path).read_text(encoding="utf-8").splitlines()]
     pad = special_ids().end
     batch = DataCollatorForLanguageModeling(pad_token_id=pad)(
-        [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+        [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    )
     longest = max(len(r["input_ids"]) for r in rows)
     for i, row in enumerate(rows):
         n = len(row["labels"])

@@ -30,7 +30,9 @@ def two_turn_agent() -> tuple[Agent, ScriptedBackend]:
             final("Rain in Tokyo.", reasoning="TURN2-COT tool says rain."),
         ]
     )
-    agent = Agent(backend=backend, tools=[get_weather], instructions="Answer briefly.", reasoning_effort="low", date="2026-01-15")
+    agent = Agent(
+        backend=backend, tools=[get_weather], instructions="Answer briefly.", reasoning_effort="low", date="2026-01-15"
+    )
     return agent, backend
 
 
@@ -66,9 +68,19 @@ def test_library_default_would_keep_stale_reasoning():
     agent.run("And Tokyo?")
     enc = get_encoding()
     messages = agent.settings.header_messages() + agent.history
-    library = enc.decode(enc.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT, RenderConversationConfig(auto_drop_analysis=True)))
+    library = enc.decode(
+        enc.render_conversation_for_completion(
+            Conversation.from_messages(messages), Role.ASSISTANT, RenderConversationConfig(auto_drop_analysis=True)
+        )
+    )
     assert "TURN2-COT check Tokyo." in library  # stale after turn 2's final
-    ours = enc.decode(enc.render_conversation_for_completion(Conversation.from_messages(agent.settings.header_messages() + prompt_view(agent.history)), Role.ASSISTANT, RenderConversationConfig(auto_drop_analysis=False)))
+    ours = enc.decode(
+        enc.render_conversation_for_completion(
+            Conversation.from_messages(agent.settings.header_messages() + prompt_view(agent.history)),
+            Role.ASSISTANT,
+            RenderConversationConfig(auto_drop_analysis=False),
+        )
+    )
     assert "TURN2-COT" not in ours and "TURN1-COT" not in ours
 
 
@@ -120,7 +132,7 @@ def test_system_message_declares_builtins_and_developer_message_functions():
     text = backend.prompt_texts[0]
     assert "Reasoning: high" in text and "Current date: 2026-01-15" in text
     assert "namespace functions {" in text and "type get_weather = (_: {" in text
-    assert "// City name, e.g. \"Paris\"." in text
+    assert '// City name, e.g. "Paris".' in text
 
 
 def test_no_developer_message_without_instructions_or_functions():

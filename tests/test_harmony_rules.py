@@ -43,8 +43,12 @@ def run(raw: str, tools: tuple[str, ...] = (), via: str = "ids", *, retries: int
     else:
         fake = FakeOllama([raw, final_text(CLOSING)])
         with respx_ollama(fake):
-            agent = Agent(backend=OllamaBackend(host="http://127.0.0.1:11434"), tools=functions, date="2026-01-15",
-                          output_retries=retries)
+            agent = Agent(
+                backend=OllamaBackend(host="http://127.0.0.1:11434"),
+                tools=functions,
+                date="2026-01-15",
+                output_retries=retries,
+            )
             result = agent.run("Go.")
         enc = get_encoding()
         assert_prompts_strict([enc.encode(r["prompt"], allowed_special="all") for r in fake.generate_requests])
@@ -53,8 +57,11 @@ def run(raw: str, tools: tuple[str, ...] = (), via: str = "ids", *, retries: int
 
 
 def channel_texts(result, channel: str) -> list[str]:
-    return [message_text(m) for m in result.messages
-            if m.author.role == Role.ASSISTANT and m.channel == channel and not m.recipient]
+    return [
+        message_text(m)
+        for m in result.messages
+        if m.author.role == Role.ASSISTANT and m.channel == channel and not m.recipient
+    ]
 
 
 def assert_answer(result, calls, text: str, reasoning: list[str] | None = None) -> None:
@@ -82,12 +89,18 @@ def assert_refused(result, calls) -> None:
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.parametrize(("raw", "answer", "reasoning"), [
-    ("<|message|>Hej, världen! 👋<|end|>", "Hej, världen! 👋", []),
-    ("<|channel|>analysis<|message|>Denke nach.<|end|><|start|>assistant<|message|>Antwort: 42<|return|>",
-     "Antwort: 42", ["Denke nach."]),
-    ("<|start|>assistant<|message|>你好，世界<|end|>", "你好，世界", []),
-])
+@pytest.mark.parametrize(
+    ("raw", "answer", "reasoning"),
+    [
+        ("<|message|>Hej, världen! 👋<|end|>", "Hej, världen! 👋", []),
+        (
+            "<|channel|>analysis<|message|>Denke nach.<|end|><|start|>assistant<|message|>Antwort: 42<|return|>",
+            "Antwort: 42",
+            ["Denke nach."],
+        ),
+        ("<|start|>assistant<|message|>你好，世界<|end|>", "你好，世界", []),
+    ],
+)
 def test_a_message_without_a_channel_is_the_answer(raw, answer, reasoning, via):
     _, result, calls = run(raw, via=via)
     assert_answer(result, calls, answer, reasoning)
@@ -104,17 +117,30 @@ def test_a_message_with_neither_channel_nor_message_is_unusable(via):
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.parametrize(("raw", "answer", "reasoning"), [
-    ("analysisUser greets in Japanese. Reply in kind.assistantfinalこんにちは！", "こんにちは！",
-     ["User greets in Japanese. Reply in kind."]),
-    ('analysis"Ping" means they test me.\nKeep it short.assistantfinalPong 🏓', "Pong 🏓",
-     ['"Ping" means they test me.\nKeep it short.']),
-    ("analysisFirst thought.assistantanalysisSecond thought.assistantfinal3", "3", ["First thought.", "Second thought."]),
-    ("The capital of Norway is Oslo.", "The capital of Norway is Oslo.", []),
-    ("analysis of the logs shows no errors.", "analysis of the logs shows no errors.", []),  # prose, not a marker
-    ("finally, it works", "finally, it works", []),
-    ('{"status": "ok", "count": 12}', '{"status": "ok", "count": 12}', []),
-])
+@pytest.mark.parametrize(
+    ("raw", "answer", "reasoning"),
+    [
+        (
+            "analysisUser greets in Japanese. Reply in kind.assistantfinalこんにちは！",
+            "こんにちは！",
+            ["User greets in Japanese. Reply in kind."],
+        ),
+        (
+            'analysis"Ping" means they test me.\nKeep it short.assistantfinalPong 🏓',
+            "Pong 🏓",
+            ['"Ping" means they test me.\nKeep it short.'],
+        ),
+        (
+            "analysisFirst thought.assistantanalysisSecond thought.assistantfinal3",
+            "3",
+            ["First thought.", "Second thought."],
+        ),
+        ("The capital of Norway is Oslo.", "The capital of Norway is Oslo.", []),
+        ("analysis of the logs shows no errors.", "analysis of the logs shows no errors.", []),  # prose, not a marker
+        ("finally, it works", "finally, it works", []),
+        ('{"status": "ok", "count": 12}', '{"status": "ok", "count": 12}', []),
+    ],
+)
 def test_stripped_markers_give_the_reasoning_and_the_answer(raw, answer, reasoning, via):
     _, result, calls = run(raw, via=via)
     assert_answer(result, calls, answer, reasoning)
@@ -157,8 +183,10 @@ def test_stripped_reasoning_alone_lets_the_model_go_on(via):
 
 @pytest.mark.parametrize("via", VIA)
 def test_a_call_after_a_missing_start_is_read(via):
-    raw = ('<|channel|>analysis<|message|>Plan: look it up.<|end|><|channel|>commentary to=functions.lookup '
-           '<|constrain|>json<|message|>{"q": "Zürich"}<|call|>')
+    raw = (
+        "<|channel|>analysis<|message|>Plan: look it up.<|end|><|channel|>commentary to=functions.lookup "
+        '<|constrain|>json<|message|>{"q": "Zürich"}<|call|>'
+    )
     _, result, calls = run(raw, ("lookup",), via)
     assert_called(result, calls, [("lookup", {"q": "Zürich"})])
     assert channel_texts(result, "analysis")[0] == "Plan: look it up."
@@ -185,19 +213,24 @@ def test_other_text_between_messages_stops_the_reading(via):
 
 @pytest.mark.parametrize("via", VIA)
 def test_text_before_the_first_start_is_a_preamble(via):
-    raw = ('Checking the calendar…<|start|>assistant<|channel|>commentary to=functions.calendar '
-           '<|constrain|>json<|message|>{"day": "mañana"}<|call|>')
+    raw = (
+        "Checking the calendar…<|start|>assistant<|channel|>commentary to=functions.calendar "
+        '<|constrain|>json<|message|>{"day": "mañana"}<|call|>'
+    )
     _, result, calls = run(raw, ("calendar",), via)
     assert_called(result, calls, [("calendar", {"day": "mañana"})])
     assert channel_texts(result, "commentary")[0] == "Checking the calendar…"
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.parametrize("raw", [
-    "<|start|><|channel|>final<|message|>Done.<|return|>",
-    "<|end|><|start|><|channel|>final<|message|>Done.<|end|>",
-    "<|end|><|start|><|channel|>analysis<|message|>ok<|end|><|start|><|channel|>final<|message|>Done.",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "<|start|><|channel|>final<|message|>Done.<|return|>",
+        "<|end|><|start|><|channel|>final<|message|>Done.<|end|>",
+        "<|end|><|start|><|channel|>analysis<|message|>ok<|end|><|start|><|channel|>final<|message|>Done.",
+    ],
+)
 def test_an_empty_role_is_the_assistant(raw, via):
     _, result, calls = run(raw, via=via)
     assert_answer(result, calls, "Done.")
@@ -207,11 +240,14 @@ def test_an_empty_role_is_the_assistant(raw, via):
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.parametrize("raw", [
-    '<|channel|>commentary to=functions.lookup extra<|message|>{"q": 1}<|call|>',
-    ' to=functions.lookup xyz<|channel|>commentary<|message|>{"q": 1}<|call|>',
-    '<|channel|>commentaryx to=functions.lookup <|constrain|>json<|message|>{"q": 1}<|call|>',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '<|channel|>commentary to=functions.lookup extra<|message|>{"q": 1}<|call|>',
+        ' to=functions.lookup xyz<|channel|>commentary<|message|>{"q": 1}<|call|>',
+        '<|channel|>commentaryx to=functions.lookup <|constrain|>json<|message|>{"q": 1}<|call|>',
+    ],
+)
 def test_one_extra_word_beside_the_recipient_is_ignored(raw, via):
     agent, result, calls = run(raw, ("lookup",), via)
     assert_called(result, calls, [("lookup", {"q": 1})])
@@ -222,7 +258,9 @@ def test_one_extra_word_beside_the_recipient_is_ignored(raw, via):
 @pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("channel", ["final?", "finalx", "final:"])
 def test_junk_glued_to_the_final_channel(channel, via):
-    raw = f"<|channel|>analysis<|message|>Capital.<|end|><|start|>assistant<|channel|>{channel}<|message|>Oslo.<|return|>"
+    raw = (
+        f"<|channel|>analysis<|message|>Capital.<|end|><|start|>assistant<|channel|>{channel}<|message|>Oslo.<|return|>"
+    )
     _, result, calls = run(raw, via=via)
     assert_answer(result, calls, "Oslo.", ["Capital."])
 
@@ -231,15 +269,15 @@ def test_junk_glued_to_the_final_channel(channel, via):
 
 
 REJECTED = {
-    "two recipients": '<|channel|>commentary to=functions.lookup to=functions.delete_all <|constrain|>json'
-                      '<|message|>{"all": true}<|call|>',
-    "to=assistant and a recipient": '<|channel|>commentary to=assistant to=functions.delete_all<|message|>{}<|call|>',
-    "recipients on both sides": ' to=functions.lookup<|channel|>commentary to=functions.delete_all<|message|>{}<|call|>',
-    "two words after the recipient": '<|channel|>commentary to=functions.delete_all json extra<|message|>{}<|call|>',
+    "two recipients": "<|channel|>commentary to=functions.lookup to=functions.delete_all <|constrain|>json"
+    '<|message|>{"all": true}<|call|>',
+    "to=assistant and a recipient": "<|channel|>commentary to=assistant to=functions.delete_all<|message|>{}<|call|>",
+    "recipients on both sides": " to=functions.lookup<|channel|>commentary to=functions.delete_all<|message|>{}<|call|>",
+    "two words after the recipient": "<|channel|>commentary to=functions.delete_all json extra<|message|>{}<|call|>",
     "call header cut by the end": "<|channel|>analysis<|message|>Going.<|end|><|start|>assistant<|channel|>commentary "
-                                  "to=functions.delete_all",
+    "to=functions.delete_all",
     "garbled header cut by the end": "<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant<|channel|>commentary "
-                                     "t\no= delete code",
+    "t\no= delete code",
     "garbled header ended": "<|channel|>commentary t o= delete code<|end|>",
     "call without <|message|>": "<|channel|>commentary to=functions.delete_all<|call|>",
     "commentary word without to=": '<|channel|>commentary delete_all<|message|>{"all": true}<|call|>',
@@ -259,8 +297,12 @@ def test_what_harmony_rejects_is_never_acted_on(raw, via):
 def test_rejected_output_ends_in_model_output_error(raw):
     backend = ScriptedBackend([raw] * 3)
     calls: list[ToolCall] = []
-    agent = Agent(backend=backend, tools=[RecordingFunction("lookup", calls), RecordingFunction("delete_all", calls)],
-                  date="2026-01-15", output_retries=2)
+    agent = Agent(
+        backend=backend,
+        tools=[RecordingFunction("lookup", calls), RecordingFunction("delete_all", calls)],
+        date="2026-01-15",
+        output_retries=2,
+    )
     with pytest.raises(ModelOutputError, match="3 times in a row"):
         agent.run("Go.")
     assert calls == []
@@ -272,13 +314,16 @@ def test_rejected_output_ends_in_model_output_error(raw):
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.parametrize(("payload", "arguments"), [
-    ('"{\\"city\\": \\"Oslo\\"}"', {"city": "Oslo"}),  # a JSON string holding JSON
-    ('"{\\"tags\\": [\\"a\\", \\"ü\\"]}"', {"tags": ["a", "ü"]}),
-    ('{"query": \\"Grüße\\"}', {"query": "Grüße"}),  # quotes escaped outside a string
-    ('```json\n{"city": "Lyon"}\n```', {"city": "Lyon"}),  # in a code fence
-    ('Here you go: {"city": "Kraków", "days": 3}', {"city": "Kraków", "days": 3}),  # words before it
-])
+@pytest.mark.parametrize(
+    ("payload", "arguments"),
+    [
+        ('"{\\"city\\": \\"Oslo\\"}"', {"city": "Oslo"}),  # a JSON string holding JSON
+        ('"{\\"tags\\": [\\"a\\", \\"ü\\"]}"', {"tags": ["a", "ü"]}),
+        ('{"query": \\"Grüße\\"}', {"query": "Grüße"}),  # quotes escaped outside a string
+        ('```json\n{"city": "Lyon"}\n```', {"city": "Lyon"}),  # in a code fence
+        ('Here you go: {"city": "Kraków", "days": 3}', {"city": "Kraków", "days": 3}),  # words before it
+    ],
+)
 def test_arguments_that_peers_repair(payload, arguments, via):
     raw = f"<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{payload}<|call|>"
     _, result, calls = run(raw, ("lookup",), via)
@@ -287,8 +332,9 @@ def test_arguments_that_peers_repair(payload, arguments, via):
 
 @pytest.mark.parametrize("via", VIA)
 def test_a_recipient_glued_to_json_names_the_offered_tool(via):
-    agent, result, calls = run('<|channel|>commentary to=functions.lookupjson<|message|>{"q": "x"}<|call|>',
-                               ("lookup",), via)
+    agent, result, calls = run(
+        '<|channel|>commentary to=functions.lookupjson<|message|>{"q": "x"}<|call|>', ("lookup",), via
+    )
     assert_called(result, calls, [("lookup", {"q": "x"})])
     call = next(m for m in agent.history if m.recipient)
     assert call.recipient == "functions.lookup" and call.content_type == "<|constrain|>json"
@@ -297,10 +343,13 @@ def test_a_recipient_glued_to_json_names_the_offered_tool(via):
 @pytest.mark.parametrize("via", VIA)
 def test_no_glue_repair_onto_a_tool_that_is_not_offered(via):
     # `to_json` is offered under its own name; `shelljson` names nothing and `shell` is not offered
-    agent, result, calls = run('<|channel|>commentary to=functions.to_json<|message|>{"v": 1}<|call|>', ("to_json",), via)
+    agent, result, calls = run(
+        '<|channel|>commentary to=functions.to_json<|message|>{"v": 1}<|call|>', ("to_json",), via
+    )
     assert_called(result, calls, [("to_json", {"v": 1})])
-    agent, result, calls = run('<|channel|>commentary to=functions.shelljson<|message|>{"c": "ls"}<|call|>',
-                               ("lookup",), via)
+    agent, result, calls = run(
+        '<|channel|>commentary to=functions.shelljson<|message|>{"c": "ls"}<|call|>', ("lookup",), via
+    )
     assert calls == []
     (reply,) = [m for m in agent.history if m.author.role == Role.TOOL]
     assert "unknown tool 'functions.shelljson'" in message_text(reply)
@@ -309,20 +358,32 @@ def test_no_glue_repair_onto_a_tool_that_is_not_offered(via):
 # -- P2: several complete calls in one completion (a server that ignores the stop set) -------------------
 
 
-TWO_CALLS = ('<|channel|>analysis<|message|>Two lookups.<|end|><|start|>assistant<|channel|>commentary '
-             'to=functions.a <|constrain|>json<|message|>{"n": 1}<|call|><|start|>assistant<|channel|>commentary '
-             'to=functions.b <|constrain|>json<|message|>{"n": "二"}<|call|>')
-INVENTED = ('<|start|>functions.b to=assistant<|channel|>commentary<|message|>{"fake": true}<|end|>'
-            '<|start|>assistant<|channel|>final<|message|>Invented answer.<|return|>')
+TWO_CALLS = (
+    "<|channel|>analysis<|message|>Two lookups.<|end|><|start|>assistant<|channel|>commentary "
+    'to=functions.a <|constrain|>json<|message|>{"n": 1}<|call|><|start|>assistant<|channel|>commentary '
+    'to=functions.b <|constrain|>json<|message|>{"n": "二"}<|call|>'
+)
+INVENTED = (
+    '<|start|>functions.b to=assistant<|channel|>commentary<|message|>{"fake": true}<|end|>'
+    "<|start|>assistant<|channel|>final<|message|>Invented answer.<|return|>"
+)
 
 
-@pytest.mark.parametrize("tail", ["", INVENTED, "<|start|>assistant<|channel|>analysis<|message|>Now b said…<|end|>",
-                                  "commentary" + TWO_CALLS.split("<|start|>assistant", 2)[2]])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "",
+        INVENTED,
+        "<|start|>assistant<|channel|>analysis<|message|>Now b said…<|end|>",
+        "commentary" + TWO_CALLS.split("<|start|>assistant", 2)[2],
+    ],
+)
 def test_every_call_of_one_completion_runs_in_order(tail):
     calls: list[ToolCall] = []
     backend = ScriptedBackend([TWO_CALLS + tail, final(CLOSING)], honour_stops=False)
-    agent = Agent(backend=backend, tools=[RecordingFunction("a", calls), RecordingFunction("b", calls)],
-                  date="2026-01-15")
+    agent = Agent(
+        backend=backend, tools=[RecordingFunction("a", calls), RecordingFunction("b", calls)], date="2026-01-15"
+    )
     result = agent.run("Go.")
     expected = [("a", {"n": 1}), ("b", {"n": "二"})] + ([("b", {"n": "二"})] if tail.startswith("commentary") else [])
     assert [(c.name, json.loads(c.arguments)) for c in calls] == expected
@@ -335,12 +396,14 @@ def test_every_call_of_one_completion_runs_in_order(tail):
 def test_calls_of_one_completion_leave_the_prompt_two_passes_would():
     """The history after one completion with two calls is the one a server that stops at each call gives."""
     outs = []
-    for script, stops in (([TWO_CALLS, final(CLOSING)], False),
-                          ([TWO_CALLS.rsplit("<|start|>", 1)[0], TWO_CALLS.rsplit("<|start|>", 1)[1],
-                            final(CLOSING)], True)):
+    for script, stops in (
+        ([TWO_CALLS, final(CLOSING)], False),
+        ([TWO_CALLS.rsplit("<|start|>", 1)[0], TWO_CALLS.rsplit("<|start|>", 1)[1], final(CLOSING)], True),
+    ):
         backend = ScriptedBackend(script, honour_stops=stops)
-        agent = Agent(backend=backend, tools=[RecordingFunction("a", []), RecordingFunction("b", [])],
-                      date="2026-01-15")
+        agent = Agent(
+            backend=backend, tools=[RecordingFunction("a", []), RecordingFunction("b", [])], date="2026-01-15"
+        )
         agent.run("Go.")
         outs.append((backend.prompts[-1], [(m.author.role, m.recipient, message_text(m)) for m in agent.history]))
     assert outs[0] == outs[1]
@@ -350,8 +413,9 @@ def test_a_cut_call_after_a_complete_one_is_dropped():
     calls: list[ToolCall] = []
     raw = TWO_CALLS.rsplit("<|call|>", 1)[0][:-3]  # the second call's JSON is cut
     backend = ScriptedBackend([raw, final(CLOSING)], honour_stops=False)
-    agent = Agent(backend=backend, tools=[RecordingFunction("a", calls), RecordingFunction("b", calls)],
-                  date="2026-01-15")
+    agent = Agent(
+        backend=backend, tools=[RecordingFunction("a", calls), RecordingFunction("b", calls)], date="2026-01-15"
+    )
     assert agent.run("Go.").output == CLOSING
     assert [c.name for c in calls] == ["a"]
     assert_history_ok(agent)
@@ -371,8 +435,19 @@ def test_no_header_harmony_rejects_becomes_a_call_or_an_answer():
     from agent.harmony.header import HeaderError, read_header
 
     enc = get_encoding()
-    pieces = ["<|channel|>commentary", "<|channel|>final", "<|channel|>analysis", " to=functions.f", " to=assistant",
-              " to=g", " <|constrain|>json", " json", " code", " junk", " to=functions.h"]
+    pieces = [
+        "<|channel|>commentary",
+        "<|channel|>final",
+        "<|channel|>analysis",
+        " to=functions.f",
+        " to=assistant",
+        " to=g",
+        " <|constrain|>json",
+        " json",
+        " code",
+        " junk",
+        " to=functions.h",
+    ]
 
     def harmony_reads(text: str) -> bool:
         parser = StreamableParser(enc, Role.ASSISTANT, strict=False)

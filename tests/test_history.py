@@ -30,7 +30,9 @@ def long_chat(policy, turn_count: int = 200) -> tuple[Agent, ChatModel, list[His
     return agent, model, compactions
 
 
-@pytest.mark.parametrize("policy", [DropOldestTurns(), ShrinkToolResults(), Summarize()], ids=lambda p: type(p).__name__)
+@pytest.mark.parametrize(
+    "policy", [DropOldestTurns(), ShrinkToolResults(), Summarize()], ids=lambda p: type(p).__name__
+)
 def test_two_hundred_turns_complete_within_the_window(policy):
     agent, model, compactions = long_chat(policy)
     floor = agent.min_completion_tokens

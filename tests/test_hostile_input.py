@@ -27,7 +27,9 @@ def add(a: int, b: int) -> int:
 
 
 def make(script, tools=(add,), **kwargs) -> tuple[Agent, ScriptedBackend]:
-    backend = ScriptedBackend(script, **{k: kwargs.pop(k) for k in ("context_window", "max_completion_tokens") if k in kwargs})
+    backend = ScriptedBackend(
+        script, **{k: kwargs.pop(k) for k in ("context_window", "max_completion_tokens") if k in kwargs}
+    )
     return Agent(backend=backend, tools=list(tools), date="2026-01-15", **kwargs), backend
 
 
@@ -117,8 +119,9 @@ def test_a_call_cut_by_the_budget_is_never_executed():
         return "done"
 
     long_code = {"code": "x = 1\n" * 200 + "delete_everything()"}
-    agent, backend = make([call("functions.run_code", long_code), final("short answer")],
-                          tools=[run_code], max_completion_tokens=60)
+    agent, backend = make(
+        [call("functions.run_code", long_code), final("short answer")], tools=[run_code], max_completion_tokens=60
+    )
     result = agent.run("go")
     assert ran == []
     assert [s.outcome for s in result.steps] == ["retry", "final"]
@@ -127,8 +130,9 @@ def test_a_call_cut_by_the_budget_is_never_executed():
 
 
 def test_a_final_answer_cut_mid_sentence_is_not_returned():
-    agent, backend = make([final("This sentence is far too long to fit " * 10), final("Short.")],
-                          max_completion_tokens=20)
+    agent, backend = make(
+        [final("This sentence is far too long to fit " * 10), final("Short.")], max_completion_tokens=20
+    )
     result = agent.run("go")
     assert result.output == "Short."
     next_turn_works(agent, backend)
@@ -137,7 +141,9 @@ def test_a_final_answer_cut_mid_sentence_is_not_returned():
 def test_completions_cut_every_time_end_in_a_typed_error_naming_the_budget():
     long = final("word " * 100)
     agent, backend = make([long, long, long], max_completion_tokens=15, output_retries=2)
-    with pytest.raises(CompletionCutError, match=r"cut at the completion budget \(at most 15 tokens\).*raise max_completion_tokens"):
+    with pytest.raises(
+        CompletionCutError, match=r"cut at the completion budget \(at most 15 tokens\).*raise max_completion_tokens"
+    ):
         agent.run("go")
     next_turn_works(agent, backend)
 
@@ -151,11 +157,13 @@ def test_ollama_done_reason_length_is_a_cut_completion():
         ran.append(text)
         return "ok"
 
-    fake = FakeOllama([
-        Completion(call_text("record", '{"text": "half"}'), done_reason="length"),
-        Completion(final_text("Half a sen"), done_reason="length"),
-        final_text("Whole answer."),
-    ])
+    fake = FakeOllama(
+        [
+            Completion(call_text("record", '{"text": "half"}'), done_reason="length"),
+            Completion(final_text("Half a sen"), done_reason="length"),
+            final_text("Whole answer."),
+        ]
+    )
     with respx_ollama(fake):
         agent = Agent(backend=OllamaBackend(host="http://127.0.0.1:11434"), tools=[record], date="2026-01-15")
         result = agent.run("go")
@@ -176,14 +184,18 @@ def test_the_retry_after_an_empty_reading_sends_the_same_prompt():
 
 
 def test_text_the_model_invents_after_a_call_never_reaches_the_next_prompt():
-    raw = ('<|channel|>commentary to=functions.add <|constrain|>json<|message|>{"a": 1, "b": 2}<|end|>'
-           "<|start|>assistant<|message|>The weather is sunny")
+    raw = (
+        '<|channel|>commentary to=functions.add <|constrain|>json<|message|>{"a": 1, "b": 2}<|end|>'
+        "<|start|>assistant<|message|>The weather is sunny"
+    )
     agent, backend = make([raw, final("3")])
     agent.run("go")
     first, second = backend.prompts[0], backend.prompts[1]
     assert shared_prefix(first, second) == len(first)  # the chain extends the prompt token for token
-    added = get_encoding().decode(second[len(first):])
-    assert added.startswith('<|channel|>commentary to=functions.add <|constrain|>json<|message|>{"a": 1, "b": 2}<|call|>')
+    added = get_encoding().decode(second[len(first) :])
+    assert added.startswith(
+        '<|channel|>commentary to=functions.add <|constrain|>json<|message|>{"a": 1, "b": 2}<|call|>'
+    )
     assert "sunny" not in backend.prompt_texts[1]
     next_turn_works(agent, backend)
 

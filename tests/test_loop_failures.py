@@ -56,7 +56,7 @@ def tool_results(result):
 def test_unknown_tool_is_reported_to_the_model():
     agent, backend = agent_with([call("functions.nope", {}), final("sorry")])
     result = agent.run("go")
-    (recipient, output, error), = tool_results(result)
+    ((recipient, output, error),) = tool_results(result)
     assert recipient == "functions.nope" and "unknown tool 'functions.nope'" in output and "functions.add" in output
     assert "unknown tool" in backend.prompt_texts[1]
     assert result.output == "sorry"
@@ -64,19 +64,19 @@ def test_unknown_tool_is_reported_to_the_model():
 
 def test_invalid_json_arguments_are_reported():
     agent, backend = agent_with([call("functions.add", '{"a": 1, "b": '), final("ok")])
-    (_, output, error), = tool_results(agent.run("go"))
+    ((_, output, error),) = tool_results(agent.run("go"))
     assert output.startswith("invalid JSON arguments") and error
 
 
 def test_json_in_code_fences_is_accepted():
     agent, _ = agent_with([call("functions.add", '```json\n{"a": 1, "b": 2}\n```'), final("3")])
-    (_, output, error), = tool_results(agent.run("go"))
+    ((_, output, error),) = tool_results(agent.run("go"))
     assert output == "3" and error is None
 
 
 def test_arguments_failing_validation_are_reported():
     agent, _ = agent_with([call("functions.add", {"a": "one", "b": 2, "c": 3}), final("ok")])
-    (_, output, _), = tool_results(agent.run("go"))
+    ((_, output, _),) = tool_results(agent.run("go"))
     assert "invalid arguments for add" in output
     assert "a: Input should be a valid integer" in output and "c: Extra inputs are not permitted" in output
 
@@ -88,7 +88,7 @@ def test_a_tool_that_raises_is_reported_without_traceback():
         raise ValueError("disk on fire")
 
     agent, backend = agent_with([call("functions.boom", {}), final("ok")], tools=[boom])
-    (_, output, error), = tool_results(agent.run("go"))
+    ((_, output, error),) = tool_results(agent.run("go"))
     assert output == "functions.boom failed: ValueError: disk on fire"
     assert "Traceback" not in backend.prompt_texts[1]
 
@@ -101,7 +101,7 @@ def test_a_tool_that_times_out_is_reported():
         return "never"
 
     agent, _ = agent_with([call("functions.slow", {}), final("ok")], tools=[slow])
-    (_, output, error), = tool_results(agent.run("go"))
+    ((_, output, error),) = tool_results(agent.run("go"))
     assert output == "functions.slow timed out after 0.05 s"
 
 
@@ -172,7 +172,9 @@ def test_messages_completed_before_a_parse_error_are_kept():
     agent.run("go")
     # The analysis that completed is in history, and the retry prompt continues after it.
     assert [m.channel for m in agent.history[1:]] == ["analysis", "final"]
-    assert backend.prompt_texts[1].endswith("<|start|>assistant<|channel|>analysis<|message|>think<|end|><|start|>assistant")
+    assert backend.prompt_texts[1].endswith(
+        "<|start|>assistant<|channel|>analysis<|message|>think<|end|><|start|>assistant"
+    )
 
 
 def test_unparseable_output_gives_up_with_the_raw_text():
@@ -231,7 +233,9 @@ def test_context_overflow_is_raised_before_sending():
     backend = ScriptedBackend([], context_window=600, max_completion_tokens=200)
     agent = Agent(backend=backend, date="2026-01-15")
     _AGENTS.append((agent, backend))
-    with pytest.raises(ContextOverflowError, match="context window of 600 leaves 32, less than the 200 a completion needs"):
+    with pytest.raises(
+        ContextOverflowError, match="context window of 600 leaves 32, less than the 200 a completion needs"
+    ):
         agent.run("word " * 500)
     assert backend.prompts == [] and agent.history == []
 
@@ -254,7 +258,13 @@ def test_missing_vocabulary_explains_the_fix(tmp_path):
     import sys
 
     code = "from agent.harmony.encoding import get_encoding\ntry:\n    get_encoding()\nexcept Exception as e:\n    print(type(e).__name__, e)"
-    env = {"TIKTOKEN_ENCODINGS_BASE": str(tmp_path), "PATH": "", "HOME": str(tmp_path), "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    env = {
+        "TIKTOKEN_ENCODINGS_BASE": str(tmp_path),
+        "PATH": "",
+        "HOME": str(tmp_path),
+        "NO_PROXY": "*",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60).stdout
     assert out.startswith("VocabularyError") and "o200k_base.tiktoken" in out and "TIKTOKEN_ENCODINGS_BASE" in out
 
@@ -297,4 +307,6 @@ def test_functions_prefix_slips_reach_the_builtin(recipient, expected):
     result = agent.run("go")
     assert tool_results(result) == [(recipient, expected, None)]
     # The result is authored by the exact recipient the model wrote.
-    assert f"<|start|>{recipient} to=assistant<|channel|>analysis<|message|>{expected}<|end|>" in backend.prompt_texts[1]
+    assert (
+        f"<|start|>{recipient} to=assistant<|channel|>analysis<|message|>{expected}<|end|>" in backend.prompt_texts[1]
+    )

@@ -32,11 +32,13 @@ def developer_message(backend: ScriptedBackend, index: int = 0) -> str:
 
 
 def test_everything_tools_are_declared_called_and_fed_back() -> None:
-    backend = ScriptedBackend([
-        call("functions.echo", {"message": "hello there"}),
-        call("functions.get_sum", {"a": 2, "b": 40}),
-        final("42"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.echo", {"message": "hello there"}),
+            call("functions.get_sum", {"a": 2, "b": 40}),
+            final("42"),
+        ]
+    )
     with Agent(backend=backend, tools=[everything()]) as agent:
         result = agent.run("add two numbers")
     assert result.output == "42"
@@ -47,8 +49,9 @@ def test_everything_tools_are_declared_called_and_fed_back() -> None:
     assert "type echo = (_: {\n// Message to echo\nmessage: string,\n}) => any;" in declared
     assert "type get_sum = (_: {" in declared and "get-sum" not in declared  # made an identifier, mapped back
     # the results went back to the model as tool messages
-    assert "<|start|>functions.echo to=assistant<|channel|>commentary<|message|>Echo: hello there<|end|>" in (
-        backend.prompt_texts[1]
+    assert (
+        "<|start|>functions.echo to=assistant<|channel|>commentary<|message|>Echo: hello there<|end|>"
+        in (backend.prompt_texts[1])
     )
     backend.assert_complete()
 
@@ -71,12 +74,14 @@ def test_filesystem_server_reads_a_file_and_lists_a_directory(tmp_path) -> None:
     (tmp_path / "sub").mkdir()
     command, *args = npm_server("mcp-server-filesystem")
     server = MCPServer.stdio(command, [*args, str(tmp_path)], name="files")
-    backend = ScriptedBackend([
-        call("functions.read_text_file", {"path": str(tmp_path / "notes.txt")}),
-        call("functions.list_directory", {"path": str(tmp_path)}),
-        call("functions.read_text_file", {"path": "/etc/passwd"}),
-        final("noon"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.read_text_file", {"path": str(tmp_path / "notes.txt")}),
+            call("functions.list_directory", {"path": str(tmp_path)}),
+            call("functions.read_text_file", {"path": "/etc/passwd"}),
+            final("noon"),
+        ]
+    )
     with Agent(backend=backend, tools=[server]) as agent:
         result = agent.run("when is the meeting?")
     read, listing, outside = result.tool_calls
@@ -99,13 +104,15 @@ def test_prompt_prefix_is_identical_across_turns_while_the_tools_do_not_change()
 
 
 def test_tools_that_join_at_run_time_are_declared_from_the_next_turn() -> None:
-    backend = ScriptedBackend([
-        call("functions.grow", {}),
-        final("grown"),
-        call("functions.extra", {}),
-        call("functions.late", {}),
-        final("done"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.grow", {}),
+            final("grown"),
+            call("functions.extra", {}),
+            call("functions.late", {}),
+            final("done"),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk()]) as agent:
         agent.run("grow")
         assert "type extra" not in developer_message(backend, 1)  # never inside a tool chain
@@ -129,12 +136,14 @@ def test_clashing_names_get_the_server_name_as_prefix() -> None:
         """A local echo."""
         return f"local {text}"
 
-    backend = ScriptedBackend([
-        call("functions.echo", {"text": "a"}),
-        call("functions.sdk_echo", {"text": "b"}),
-        call("functions.everything_echo", {"message": "c"}),
-        final("ok"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.echo", {"text": "a"}),
+            call("functions.sdk_echo", {"text": "b"}),
+            call("functions.everything_echo", {"message": "c"}),
+            final("ok"),
+        ]
+    )
     with Agent(backend=backend, tools=[echo, sdk(name="sdk", include={"echo"}), everything(include={"echo"})]) as agent:
         result = agent.run("echo three times")
     assert [c.output for c in result.tool_calls] == ["local a", "echo: b", "Echo: c"]
@@ -149,8 +158,9 @@ def test_include_exclude_and_approval() -> None:
         asked.append(c.name)
         return False
 
-    backend = ScriptedBackend([call("functions.echo", {"message": "x"}), call("functions.get_sum", {"a": 1, "b": 2}),
-                               final("ok")])
+    backend = ScriptedBackend(
+        [call("functions.echo", {"message": "x"}), call("functions.get_sum", {"a": 1, "b": 2}), final("ok")]
+    )
     server = everything(include={"echo", "get-sum", "get-env"}, exclude={"get-env"}, requires_approval={"echo"})
     with Agent(backend=backend, tools=[server], approve=approve) as agent:
         result = agent.run("go")
@@ -161,12 +171,14 @@ def test_include_exclude_and_approval() -> None:
 
 
 def test_results_images_resources_structured_content() -> None:
-    backend = ScriptedBackend([
-        call("functions.picture", {}),
-        call("functions.document", {}),
-        call("functions.weather", {"city": "Oslo"}),
-        final("ok"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.picture", {}),
+            call("functions.document", {}),
+            call("functions.weather", {"city": "Oslo"}),
+            final("ok"),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk()]) as agent:
         result = agent.run("show me")
     picture, document, weather = (c.output for c in result.tool_calls)
@@ -177,11 +189,13 @@ def test_results_images_resources_structured_content() -> None:
 
 
 def test_everything_resource_links_and_images() -> None:
-    backend = ScriptedBackend([
-        call("functions.get_tiny_image", {}),
-        call("functions.get_resource_links", {"count": 2}),
-        final("ok"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.get_tiny_image", {}),
+            call("functions.get_resource_links", {"count": 2}),
+            final("ok"),
+        ]
+    )
     with Agent(backend=backend, tools=[everything()]) as agent:
         result = agent.run("links")
     image, links = (c.output for c in result.tool_calls)

@@ -27,11 +27,13 @@ def files_command(folder) -> str:
 
 
 def test_run_with_mcp_lists_a_directory_and_reads_a_file(tmp_path, docs):
-    fake = FakeOllama([
-        call_text("list_directory", json.dumps({"path": str(docs)})),
-        call_text("read_text_file", json.dumps({"path": str(docs / "plan.md")})),
-        final_text("Friday."),
-    ])
+    fake = FakeOllama(
+        [
+            call_text("list_directory", json.dumps({"path": str(docs)})),
+            call_text("read_text_file", json.dumps({"path": str(docs / "plan.md")})),
+            final_text("Friday."),
+        ]
+    )
     with serve(fake) as url:
         done = run_cli("run", "--mcp", files_command(docs), "When do we ship?", env=cli_env(tmp_path, url))
     assert done.returncode == 0, done.stderr
@@ -43,24 +45,28 @@ def test_run_with_mcp_lists_a_directory_and_reads_a_file(tmp_path, docs):
 
 def test_mcp_servers_from_a_json_file_and_the_config_file(tmp_path, docs):
     command, *args = sdk_server()
-    servers = {"mcpServers": {
-        "notes": {"command": command, "args": args, "include": ["echo"]},
-        "off": {"command": "oss-agent-no-such-server", "disabled": True},
-    }}
+    servers = {
+        "mcpServers": {
+            "notes": {"command": command, "args": args, "include": ["echo"]},
+            "off": {"command": "oss-agent-no-such-server", "disabled": True},
+        }
+    }
     (tmp_path / "claude.json").write_text(json.dumps(servers), encoding="utf-8")
     files, *files_args = npm_server("mcp-server-filesystem")
     config = tmp_path / "home" / "config.toml"
     config.parent.mkdir()
     config.write_text(
         f'mcp_config = "../claude.json"\n[mcp_servers.files]\ncommand = {json.dumps(files)}\n'
-        f"args = {json.dumps([*files_args, str(docs)])}\ninclude = [\"list_directory\"]\n",
+        f'args = {json.dumps([*files_args, str(docs)])}\ninclude = ["list_directory"]\n',
         encoding="utf-8",
     )
-    fake = FakeOllama([
-        call_text("echo", json.dumps({"text": "hi"})),
-        call_text("list_directory", json.dumps({"path": str(docs)})),
-        final_text("Done."),
-    ])
+    fake = FakeOllama(
+        [
+            call_text("echo", json.dumps({"text": "hi"})),
+            call_text("list_directory", json.dumps({"path": str(docs)})),
+            final_text("Done."),
+        ]
+    )
     with serve(fake) as url:
         done = run_cli("run", "go", env=cli_env(tmp_path / "home", url))
     assert done.returncode == 0, done.stderr

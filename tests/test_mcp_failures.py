@@ -47,14 +47,16 @@ def test_a_missing_command_is_a_start_error() -> None:
 
 
 def test_a_server_that_dies_mid_call_is_a_tool_error_and_restarts_once() -> None:
-    backend = ScriptedBackend([
-        call("functions.pid", {}),
-        call("functions.crash", {}),
-        call("functions.pid", {}),
-        call("functions.crash", {}),
-        call("functions.echo", {"text": "still there?"}),
-        final("it broke"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.pid", {}),
+            call("functions.crash", {}),
+            call("functions.pid", {}),
+            call("functions.crash", {}),
+            call("functions.echo", {"text": "still there?"}),
+            final("it broke"),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk(retries=5)]) as agent:
         result = agent.run("crash it")
     first_pid, crash1, second_pid, crash2, after = result.tool_calls
@@ -68,10 +70,15 @@ def test_a_server_that_dies_mid_call_is_a_tool_error_and_restarts_once() -> None
 
 
 def test_a_dead_server_keeps_its_tools_declared_and_answers_with_errors() -> None:
-    backend = ScriptedBackend([
-        call("functions.crash", {}), call("functions.crash", {}), final("broken"),
-        call("functions.echo", {"text": "x"}), final("still broken"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.crash", {}),
+            call("functions.crash", {}),
+            final("broken"),
+            call("functions.echo", {"text": "x"}),
+            final("still broken"),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk()]) as agent:
         agent.run("crash twice")
         declared = agent.settings.functions
@@ -81,10 +88,12 @@ def test_a_dead_server_keeps_its_tools_declared_and_answers_with_errors() -> Non
 
 
 def test_an_error_result_is_a_tool_error_within_the_retry_budget() -> None:
-    backend = ScriptedBackend([
-        call("functions.fail", {"reason": "the disk is full"}),
-        call("functions.fail", {"reason": "the disk is still full"}),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.fail", {"reason": "the disk is full"}),
+            call("functions.fail", {"reason": "the disk is still full"}),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk(retries=1)]) as agent:
         with pytest.raises(ToolRetriesExhausted, match="the disk is still full"):
             agent.run("try")
@@ -93,11 +102,13 @@ def test_an_error_result_is_a_tool_error_within_the_retry_budget() -> None:
 
 
 def test_a_hung_call_times_out_and_the_server_keeps_working() -> None:
-    backend = ScriptedBackend([
-        call("functions.slow", {"seconds": 600}),
-        call("functions.echo", {"text": "after"}),
-        final("ok"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.slow", {"seconds": 600}),
+            call("functions.echo", {"text": "after"}),
+            final("ok"),
+        ]
+    )
     with Agent(backend=backend, tools=[sdk(timeout=0.5)]) as agent:
         result = agent.run("wait")
     hung, after = result.tool_calls
@@ -166,7 +177,10 @@ def test_no_server_survives_its_host_being_killed() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     host = subprocess.Popen(
         [sys.executable, "-c", HOST, *sdk_server(), *npm_server("mcp-server-everything"), marker],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=root,
+        text=True,
     )
     try:
         assert host.stdout is not None

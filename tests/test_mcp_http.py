@@ -58,11 +58,13 @@ def http_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def test_http_server_tools_are_called_with_the_headers(http_server) -> None:
     url, _ = http_server
     server = MCPServer.http(url, headers={"X-Api-Key": "secret-1"}, include={"echo", "header"})
-    backend = ScriptedBackend([
-        call("functions.echo", {"text": "over http"}),
-        call("functions.header", {"name": "X-Api-Key"}),
-        final("ok"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.echo", {"text": "over http"}),
+            call("functions.header", {"name": "X-Api-Key"}),
+            final("ok"),
+        ]
+    )
     with Agent(backend=backend, tools=[server]) as agent:
         result = agent.run("hi")
         assert sorted(agent.tools.functions) == ["echo", "header"]
@@ -80,13 +82,15 @@ def test_an_http_server_that_goes_away_is_a_tool_error_then_a_start_error(http_s
         process.wait()
         return "stopped"
 
-    backend = ScriptedBackend([
-        call("functions.echo", {"text": "a"}),
-        call("functions.stop_the_server", {}),
-        call("functions.echo", {"text": "b"}),
-        final("gone"),
-        final("never"),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.echo", {"text": "a"}),
+            call("functions.stop_the_server", {}),
+            call("functions.echo", {"text": "b"}),
+            final("gone"),
+            final("never"),
+        ]
+    )
     with Agent(backend=backend, tools=[stop_the_server, MCPServer.http(url, name="remote")]) as agent:
         before, _, after = agent.run("first").tool_calls
         assert before.output == "echo: a"

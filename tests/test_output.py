@@ -266,10 +266,14 @@ def test_final_watch_canonicalises_the_final_header_and_passes_everything_else(c
     enc = get_encoding()
     cases = {
         "<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>final<|message|>no": (
-            True, f"<|channel|>analysis<|message|>hm<|end|><|start|>assistant{FINAL_HEADER}"),
+            True,
+            f"<|channel|>analysis<|message|>hm<|end|><|start|>assistant{FINAL_HEADER}",
+        ),
         "<|channel|>final <|constrain|>json<|message|>{}": (True, FINAL_HEADER),
         "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>": (
-            False, "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>"),
+            False,
+            "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>",
+        ),
         "<|channel|>commentary<|message|>Looking.<|end|>": (False, "<|channel|>commentary<|message|>Looking.<|end|>"),
     }
     for text, (opened, passed) in cases.items():

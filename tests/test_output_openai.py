@@ -28,8 +28,9 @@ def test_vllm_body_is_a_continuation_with_structured_outputs(respx_mock):
     body[-1]["usage"]["prompt_tokens"] = len(render() + reasoning + final_header_ids())  # as vLLM counts it
     route = serve(respx_mock)
     route.side_effect = [
-        httpx.Response(200, content=sse(*vllm_events(FREE, per=1), b"[DONE]"),
-                       headers={"content-type": "text/event-stream"}),
+        httpx.Response(
+            200, content=sse(*vllm_events(FREE, per=1), b"[DONE]"), headers={"content-type": "text/event-stream"}
+        ),
         httpx.Response(200, content=sse(*body, b"[DONE]"), headers={"content-type": "text/event-stream"}),
     ]
     request = CompletionRequest(render(), special_ids().stops, 1000, SCHEMA)
@@ -49,7 +50,9 @@ def test_vllm_body_is_a_continuation_with_structured_outputs(respx_mock):
 def test_a_call_with_a_schema_is_one_unconstrained_request(respx_mock):
     call = "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}"
     route = serve(respx_mock, sse(*vllm_events(call, stop=special_ids().call), b"[DONE]"))
-    got, _ = run(OpenAICompatibleBackend(base_url=BASE, model=MODEL),
-                 CompletionRequest(render(), special_ids().stops, 1000, SCHEMA))
+    got, _ = run(
+        OpenAICompatibleBackend(base_url=BASE, model=MODEL),
+        CompletionRequest(render(), special_ids().stops, 1000, SCHEMA),
+    )
     assert len(route.calls) == 1 and "structured_outputs" not in json.loads(route.calls[0].request.content)
     assert got == ids(call) + [special_ids().call]

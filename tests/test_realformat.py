@@ -118,9 +118,15 @@ def test_recorded_and_exported_for_fine_tuning(case_id, tmp_path):
             kept = marks.index(False) if False in marks else len(marks)
             assert not any(marks[kept:]), (case_id, step)
             written = enc.decode(ids[start + kept : stop])
-            assert written == "<|start|>assistant" or (kept == 0 and written == "") or (
-                written.startswith("<|start|>") and " to=assistant<|channel|>" in written
-                and written.endswith("<|end|><|start|>assistant")), (case_id, written)
+            assert (
+                written == "<|start|>assistant"
+                or (kept == 0 and written == "")
+                or (
+                    written.startswith("<|start|>")
+                    and " to=assistant<|channel|>" in written
+                    and written.endswith("<|end|><|start|>assistant")
+                )
+            ), (case_id, written)
         answer_from = len(backend.prompts[steps[-1]])
         assert all(label != IGNORE for label in labels[answer_from:])  # the answering pass, in full
         assert all(label in (IGNORE, token) for label, token in zip(labels, ids, strict=True))

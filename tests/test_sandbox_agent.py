@@ -16,11 +16,13 @@ def test_python_state_carries_over_between_calls(sandbox_image, docker_client, m
     import docker
 
     monkeypatch.setenv("OSS_AGENT_SANDBOX_IMAGE", sandbox_image)
-    backend = ScriptedBackend([
-        call("python", "import math\nx = math.factorial(5)", reasoning="Compute 5! first."),
-        call("python", "print('x =', x)\nx + 1", reasoning="Reuse x."),
-        final("5! + 1 = 121."),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("python", "import math\nx = math.factorial(5)", reasoning="Compute 5! first."),
+            call("python", "print('x =', x)\nx + 1", reasoning="Reuse x."),
+            final("5! + 1 = 121."),
+        ]
+    )
     with Agent(backend, tools=["python"]) as agent:
         result = agent.run("What is 5! + 1? Use python.")
         tool = agent.tools.builtins["python"]

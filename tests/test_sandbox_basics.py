@@ -41,7 +41,7 @@ def test_exception_traceback_shows_only_user_frames(shared_sandbox):
     assert result.error.message == "division by zero"
     tb = result.error.traceback
     assert tb.startswith("Traceback (most recent call last):")
-    assert 'line 4, in <module>' in tb and "return 1 / 0" in tb
+    assert "line 4, in <module>" in tb and "return 1 / 0" in tb
     assert "repl_server" not in tb and "exec(" not in tb and "<string>" not in tb
 
 
@@ -102,7 +102,9 @@ def test_mnt_data_persists_and_transfers_files(sandbox, tmp_path):
     local = tmp_path / "input.csv"
     local.write_text("a,b\n1,2\n")
     assert sandbox.upload(local) == "/mnt/data/input.csv"
-    code = "rows = open('/mnt/data/input.csv').read().splitlines()\nopen('/mnt/data/out.txt', 'w').write(str(len(rows)))"
+    code = (
+        "rows = open('/mnt/data/input.csv').read().splitlines()\nopen('/mnt/data/out.txt', 'w').write(str(len(rows)))"
+    )
     assert sandbox.run(code).ok
     assert sandbox.run("import os\nsorted(os.listdir('/mnt/data'))").result == "['input.csv', 'out.txt']"
     assert sandbox.read_file("out.txt") == b"2"
@@ -187,7 +189,10 @@ def test_orphans_of_dead_processes_are_swept_on_start(sandbox_image, docker_clie
             docker_client.api.inspect_volume(alive)  # its owner (this process) lives
     finally:
         docker_client.api.remove_volume(alive)
-        for remove, name in ((docker_client.api.remove_container, container), (docker_client.api.remove_volume, volume)):
+        for remove, name in (
+            (docker_client.api.remove_container, container),
+            (docker_client.api.remove_volume, volume),
+        ):
             try:
                 remove(name, force=True)
             except docker.errors.NotFound:

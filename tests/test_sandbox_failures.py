@@ -82,7 +82,9 @@ def test_output_flood_is_truncated_and_host_memory_stays_flat(make_sandbox):
     box.start()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
-    result = box.run("import sys\nchunk = 'y' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\nprint('END')")
+    result = box.run(
+        "import sys\nchunk = 'y' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\nprint('END')"
+    )
     elapsed = time.monotonic() - started
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert result.ok and result.truncated
@@ -133,7 +135,9 @@ def test_interpreter_exit_during_a_cell_is_reported(make_sandbox):
 def test_oversized_length_prefix_cannot_exhaust_host_memory(make_sandbox):
     box = make_sandbox()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = box.run("PAYLOAD = b'\\x7f\\xff\\xff\\xff' + b'x' * 65536\n" + WRITE_TO_PIPES + "import time\ntime.sleep(5)")
+    result = box.run(
+        "PAYLOAD = b'\\x7f\\xff\\xff\\xff' + b'x' * 65536\n" + WRITE_TO_PIPES + "import time\ntime.sleep(5)"
+    )
     assert result.restarted and result.error.type == "SandboxError"
     assert "exceeds" in result.error.message
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024
@@ -145,7 +149,9 @@ def test_oversized_length_prefix_cannot_exhaust_host_memory(make_sandbox):
 def test_forged_result_frame_is_rejected(make_sandbox):
     box = make_sandbox()
     forged = "import json, struct\nbody = json.dumps({'type': 'result', 'id': 'forged', 'stdout': 'pwned'}).encode()\n"
-    result = box.run(forged + "PAYLOAD = struct.pack('>I', len(body)) + body\n" + WRITE_TO_PIPES + "import time\ntime.sleep(5)")
+    result = box.run(
+        forged + "PAYLOAD = struct.pack('>I', len(body)) + body\n" + WRITE_TO_PIPES + "import time\ntime.sleep(5)"
+    )
     assert result.restarted and result.error.type == "SandboxError" and "pwned" not in result.stdout
     assert box.run("1").result == "1"
 

@@ -84,8 +84,9 @@ def test_tmp_is_noexec(shared_sandbox):
 
 def test_runs_as_non_root_without_privileges(shared_sandbox):
     assert _ok(shared_sandbox, "import os\n(os.getuid(), os.geteuid(), os.getgid())") == "(65534, 65534, 65534)"
-    status = _ok(shared_sandbox, "dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() "
-                                 "if ':\\t' in l)")
+    status = _ok(
+        shared_sandbox, "dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)"
+    )
     status = eval(status)  # noqa: S307 - a dict repr produced by the test itself
     for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(status[cap], 16) == 0, cap
@@ -108,8 +109,10 @@ def test_seccomp_denies_ptrace_namespaces_and_mount(shared_sandbox):
     )
     assert _ok(shared_sandbox, code) == "((-1, 1), (-1, 1), (-1, 1))"
     # threads and subprocesses still work under the profile (clone3 falls back to clone)
-    code = "import threading, subprocess\nt = threading.Thread(target=lambda: None); t.start(); t.join()\n" \
-           "subprocess.run(['python3', '-c', 'print(1)'], capture_output=True).stdout"
+    code = (
+        "import threading, subprocess\nt = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+        "subprocess.run(['python3', '-c', 'print(1)'], capture_output=True).stdout"
+    )
     assert _ok(shared_sandbox, code) == "b'1\\n'"
 
 
@@ -147,9 +150,22 @@ def test_thread_bomb_is_contained(make_sandbox):
 
 
 def test_each_hardening_option_can_be_loosened(make_sandbox, docker_client):
-    box = make_sandbox(network=True, read_only=False, tmp_exec=True, user="0:0", cap_add=("CHOWN",),
-                       no_new_privileges=False, memory="256m", memory_swap="512m", cpus=None, pids_limit=None,
-                       fsize=None, nofile=None, ipc_mode="shareable", seccomp="default").start()
+    box = make_sandbox(
+        network=True,
+        read_only=False,
+        tmp_exec=True,
+        user="0:0",
+        cap_add=("CHOWN",),
+        no_new_privileges=False,
+        memory="256m",
+        memory_swap="512m",
+        cpus=None,
+        pids_limit=None,
+        fsize=None,
+        nofile=None,
+        ipc_mode="shareable",
+        seccomp="default",
+    ).start()
     info = docker_client.api.inspect_container(box.container_id)
     host = info["HostConfig"]
     assert host["NetworkMode"] in ("default", "bridge")

@@ -38,8 +38,16 @@ def test_configuration_refuses_unsafe_or_invalid_values():
     from agent.errors import ConfigurationError
     from sandbox import DockerSandbox
 
-    for options in ({"user": ""}, {"user": "  "}, {"memory": "1m"}, {"memory": "lots"}, {"seccomp": "off"},
-                    {"memory_swap": "100m"}, {"no_such_option": 1}, {"pids_limit": 1}):
+    for options in (
+        {"user": ""},
+        {"user": "  "},
+        {"memory": "1m"},
+        {"memory": "lots"},
+        {"seccomp": "off"},
+        {"memory_swap": "100m"},
+        {"no_such_option": 1},
+        {"pids_limit": 1},
+    ):
         with pytest.raises(ConfigurationError):
             DockerSandbox(**options)
 

@@ -26,13 +26,16 @@ def get_weather(city: str) -> dict:
 
 
 def two_turn_agent(store: SessionStore) -> tuple[Agent, SessionRecorder]:
-    backend = ScriptedBackend([
-        call("functions.get_weather", {"city": "Paris"}, reasoning="Need the weather."),
-        final("Sunny in Paris.", reasoning="Tool said sunny."),
-        final("You're welcome.", reasoning="Polite."),
-    ])
-    agent = Agent(backend=backend, tools=[get_weather], instructions="Be brief.", reasoning_effort="high",
-                  date="2026-01-02")
+    backend = ScriptedBackend(
+        [
+            call("functions.get_weather", {"city": "Paris"}, reasoning="Need the weather."),
+            final("Sunny in Paris.", reasoning="Tool said sunny."),
+            final("You're welcome.", reasoning="Polite."),
+        ]
+    )
+    agent = Agent(
+        backend=backend, tools=[get_weather], instructions="Be brief.", reasoning_effort="high", date="2026-01-02"
+    )
     recorder = SessionRecorder(store, agent, model="gpt-oss:20b", backend="scripted", tools=["weather.py"])
     for prompt in ("Weather in Paris?", "Thanks!"):
         for event in agent.stream(prompt):

@@ -44,8 +44,13 @@ def exported_rows(tmp_path) -> list[dict]:
         call("functions.get_weather", '{"city":"Rome","unit":"F"}', reasoning="Rome, in Fahrenheit."),
         final("Rome is sunny too.", reasoning="Both sunny."),
     ]
-    agent = Agent(ScriptedBackend(script), tools=[get_weather], date="2026-12-01", instructions="Be brief.",
-                  reasoning_effort="low")
+    agent = Agent(
+        ScriptedBackend(script),
+        tools=[get_weather],
+        date="2026-12-01",
+        instructions="Be brief.",
+        reasoning_effort="low",
+    )
     store = SessionStore(tmp_path / "s.db")
     recorder = recorded(agent, store, ["Weather in Paris?", "And Rome?"])
     out = io.StringIO()
@@ -58,8 +63,17 @@ def read(text: str) -> list[tuple]:
     """Harmony's own reading of a rendered conversation: (role, name, channel, recipient, content type, text)."""
     enc = get_encoding()
     messages = enc.parse_messages_from_completion_tokens(enc.encode(text, allowed_special="all"), role=None)
-    return [(m.author.role, m.author.name, m.channel, m.recipient, m.content_type,
-             "".join(getattr(c, "text", "") for c in m.content)) for m in messages]
+    return [
+        (
+            m.author.role,
+            m.author.name,
+            m.channel,
+            m.recipient,
+            m.content_type,
+            "".join(getattr(c, "text", "") for c in m.content),
+        )
+        for m in messages
+    ]
 
 
 def normalised(messages: list[tuple], *, template_side: bool) -> list[tuple]:
@@ -93,8 +107,9 @@ def test_the_template_renders_the_chat_form_as_the_same_conversation(tmp_path):
     rows = exported_rows(tmp_path)
     assert len(rows) == 2
     for row in rows:
-        rendered = render_jinja_template([row["messages"]], tools=row["tools"], chat_template=template(),
-                                         **row["chat_template_kwargs"])
+        rendered = render_jinja_template(
+            [row["messages"]], tools=row["tools"], chat_template=template(), **row["chat_template_kwargs"]
+        )
         text = rendered[0][0] if isinstance(rendered, tuple) else rendered[0]
         ours = read(enc.decode(row["input_ids"]))
         theirs = read(text)
@@ -107,8 +122,9 @@ def test_the_template_renders_the_chat_form_as_the_same_conversation(tmp_path):
 def test_the_template_drops_chain_reasoning_that_the_labels_keep(tmp_path):
     """Why training uses `input_ids`/`labels`: the template loses the reasoning before a call."""
     row = exported_rows(tmp_path)[1]
-    rendered = render_jinja_template([row["messages"]], tools=row["tools"], chat_template=template(),
-                                     **row["chat_template_kwargs"])
+    rendered = render_jinja_template(
+        [row["messages"]], tools=row["tools"], chat_template=template(), **row["chat_template_kwargs"]
+    )
     text = rendered[0][0] if isinstance(rendered, tuple) else rendered[0]
     assert "Rome, in Fahrenheit." not in text
     assert "Rome, in Fahrenheit." in get_encoding().decode(row["input_ids"])

@@ -100,10 +100,15 @@ def test_each_turn_exports_the_prompts_the_backend_received_and_labels_exactly_t
     # the second turn's prompt has the first turn's reasoning dropped, and keeps its own chain's
     second = enc.decode(rows[1]["input_ids"])
     assert "Need the weather in Paris." not in second and "Now Rome." in second and "And Oslo" in second
-    assert rows[1]["meta"] == {"session": recorder.session_id, "turn": 2, "rating": None,
-                               "calls": ["functions.get_weather"] * 2, "failed_calls": 0,
-                               "prompt_tokens": len(backend.prompts[2]),
-                               "target_tokens": rows[1]["meta"]["target_tokens"]}
+    assert rows[1]["meta"] == {
+        "session": recorder.session_id,
+        "turn": 2,
+        "rating": None,
+        "calls": ["functions.get_weather"] * 2,
+        "failed_calls": 0,
+        "prompt_tokens": len(backend.prompts[2]),
+        "target_tokens": rows[1]["meta"]["target_tokens"],
+    }
 
 
 def test_the_chat_form_converts_back_to_harmony_and_renders_the_same_ids(store):
@@ -121,8 +126,17 @@ def test_the_chat_form_converts_back_to_harmony_and_renders_the_same_ids(store):
     assert rows[1]["tools"][0]["function"]["name"] == "get_weather"
     assert rows[1]["conversation_start_date"] == DATE
     # the Hugging Face template's shape: thinking on the call and on the answer, tool results by name
-    rome = {"role": "assistant", "content": "", "thinking": "Now Rome.", "tool_calls": [{"type": "function",
-            "function": {"name": "get_weather", "arguments": {"city": "Rome"}, "content_type": "<|constrain|>json"}}]}
+    rome = {
+        "role": "assistant",
+        "content": "",
+        "thinking": "Now Rome.",
+        "tool_calls": [
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Rome"}, "content_type": "<|constrain|>json"},
+            }
+        ],
+    }
     assert messages[-6:-3] == [
         {"role": "user", "content": "And Rome and Oslo?"},
         rome,  # gpt-oss's compact JSON arguments become an object, as the template wants them
@@ -211,11 +225,13 @@ def test_a_rejected_structured_answer_is_not_a_target_and_the_retry_is(store):
 
 
 def test_failed_tool_calls_are_kept_or_dropped_and_unfinished_turns_skipped(store):
-    backend = ScriptedBackend([
-        call("functions.get_weather", {"city": "Atlantis"}),
-        final("Atlantis has no weather report."),
-        call("functions.get_weather", {"city": "Paris"}),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("functions.get_weather", {"city": "Atlantis"}),
+            final("Atlantis has no weather report."),
+            call("functions.get_weather", {"city": "Paris"}),
+        ]
+    )
     agent = Agent(backend, tools=[get_weather], date=DATE, max_steps=1)
     recorder = SessionRecorder(store, agent, model="m", backend="scripted")
     agent.max_steps = 2
@@ -315,8 +331,9 @@ def test_report_counts_tokens_tools_and_the_guides_minimum_sizes(store):
 def test_sessions_from_before_prompt_settings_were_stored(store):
     """Without tools the stored digest proves the rebuilt header exact; with tools the session is skipped."""
     plain = record(Agent(ScriptedBackend([final("Hi.")]), date=DATE), store, ["Hello?"]).session_id
-    tooled = record(Agent(ScriptedBackend([final("Hi.")]), tools=[get_weather], date=DATE), store,
-                    ["Hello there?"]).session_id
+    tooled = record(
+        Agent(ScriptedBackend([final("Hi.")]), tools=[get_weather], date=DATE), store, ["Hello there?"]
+    ).session_id
     db = store._conn()
     db.execute("DELETE FROM prompts")
     rows, report = export(store, [plain, tooled])
@@ -345,7 +362,7 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
 
 
 def test_follow_ups_are_judged_with_their_conversation(store):
-    """"Thanks!" after different questions is no duplicate; a session's own turns never count as duplicates."""
+    """ "Thanks!" after different questions is no duplicate; a session's own turns never count as duplicates."""
     require_extra("finetune", "datasketch")
     for question in ("What's the weather like in Paris today?", "Write a haiku about autumn leaves."):
         agent = Agent(ScriptedBackend([final("Done."), final("You are welcome.")]), date=DATE)

@@ -42,15 +42,17 @@ CALL = f"<|channel|>commentary to=functions.{TOOL} <|constrain|>json<|message|>{
 ANSWER = "Done\u2028ok."
 FINAL = f"<|channel|>final<|message|>{ANSWER}<|return|>"
 # o200k_base's split pattern; transformers' converter defaults to cl100k's.
-O200K_PATTERN = "|".join([  # noqa: FLY002 - one alternative per line
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"\p{N}{1,3}",
-    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
-    r"\s*[\r\n]+",
-    r"\s+(?!\S)",
-    r"\s+",
-])
+O200K_PATTERN = "|".join(
+    [  # noqa: FLY002 - one alternative per line
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"\p{N}{1,3}",
+        r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+        r"\s*[\r\n]+",
+        r"\s+(?!\S)",
+        r"\s+",
+    ]
+)
 SRC_ENV = "OSS_AGENT_LLAMACPP_SRC"
 CHAT_TEMPLATE = "models/templates/openai-gpt-oss-120b.jinja"
 LLAMACPP_VERSION = "0.3.36"  # the llama-cpp-python sdist .ci/llama_server.sh builds from
@@ -91,8 +93,9 @@ def converter_src() -> Path:
     env = os.environ.get(SRC_ENV)
     src = Path(env) if env else cache_dir().parent / f"llama-cpp-python-{LLAMACPP_VERSION}" / "src"
     if not (src / "convert_hf_to_gguf.py").is_file() or not (src / CHAT_TEMPLATE).is_file():
-        raise FileNotFoundError(f"no convert_hf_to_gguf.py or {CHAT_TEMPLATE} under {src}; "
-                                f"run `. .ci/llama_server.sh` or set {SRC_ENV}")
+        raise FileNotFoundError(
+            f"no convert_hf_to_gguf.py or {CHAT_TEMPLATE} under {src}; run `. .ci/llama_server.sh` or set {SRC_ENV}"
+        )
     return src
 
 
@@ -109,9 +112,19 @@ def build(recipe: Recipe) -> Path:
             save_checkpoint(recipe, model_dir)
             partial = out.with_suffix(".partial")
             subprocess.run(
-                [sys.executable, str(converter_src() / "convert_hf_to_gguf.py"), str(model_dir),
-                 "--outfile", str(partial), "--outtype", "f32"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600,
+                [
+                    sys.executable,
+                    str(converter_src() / "convert_hf_to_gguf.py"),
+                    str(model_dir),
+                    "--outfile",
+                    str(partial),
+                    "--outtype",
+                    "f32",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=600,
             )
             partial.replace(out)
     return out
@@ -134,10 +147,19 @@ def config() -> Any:
     from transformers import GptOssConfig
 
     return GptOssConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=64, num_local_experts=2,
-        num_experts_per_tok=2, sliding_window=128, max_position_embeddings=131072,
-        eos_token_id=200002, pad_token_id=199999,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        num_local_experts=2,
+        num_experts_per_tok=2,
+        sliding_window=128,
+        max_position_embeddings=131072,
+        eos_token_id=200002,
+        pad_token_id=199999,
     )
 
 
@@ -239,8 +261,11 @@ def _check_script(model: Any, calls: int) -> None:
     from agent.harmony.render import PromptSettings, extend_chain, render_turn
 
     prompt = render_turn(PromptSettings(date="2025-01-01"), [Message.from_role_and_content(Role.USER, "Hi")])
-    result = (Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{TOOL}"), "42")
-              .with_recipient("assistant").with_channel("commentary"))
+    result = (
+        Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{TOOL}"), "42")
+        .with_recipient("assistant")
+        .with_channel("commentary")
+    )
     for step in range(calls + 1):
         expected = _ids(FINAL if step == calls else CALL)
         logits = None
@@ -272,8 +297,9 @@ def save_tokenizer(model_dir: Path) -> None:
             return _read_ranks(Path(tiktoken_url))
 
     converter = _Converter(vocab_file=str(_vocab_file()), pattern=O200K_PATTERN, extra_special_tokens=specials)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=converter.converted(), eos_token="<|return|>",
-                                        pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=converter.converted(), eos_token="<|return|>", pad_token="<|endoftext|>"
+    )
     for i in (FIRST_SPECIAL, 200005, 200012, VOCAB - 1):
         assert tokenizer.convert_tokens_to_ids(enc.decode([i])) == i, f"special id {i} moved"
     sample = "<|start|>user<|message|>Grüße, 3.14 ok?\u2028  x<|end|><|start|>assistant"

@@ -40,8 +40,9 @@ def render(result: ExecResult) -> str:
     if result.notice and result.restarted:
         parts.append(f"[{result.notice}]")
     if result.background:
-        parts.append("[printed by background threads or processes since the last call:]\n"
-                     + result.background.rstrip("\n"))
+        parts.append(
+            "[printed by background threads or processes since the last call:]\n" + result.background.rstrip("\n")
+        )
         parts.append("[this call's output:]")
     for stream in (result.stdout, result.stderr):
         if stream:

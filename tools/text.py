@@ -55,9 +55,7 @@ def neutralize(text: str) -> str:
     if "<|" not in text:
         return text
     specials = _specials()
-    return _CANDIDATE.sub(
-        lambda m: "<|" + _ZWSP + m.group(0)[2:] if m.group(0) in specials else m.group(0), text
-    )
+    return _CANDIDATE.sub(lambda m: "<|" + _ZWSP + m.group(0)[2:] if m.group(0) in specials else m.group(0), text)
 
 
 # Longest message text accepted before tokenisation (about 125k tokens of prose);

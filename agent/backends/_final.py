@@ -85,8 +85,9 @@ def _is_final(header: list[int]) -> bool:
 Sampler = Callable[[CompletionRequest, "FinalWatch | None", "dict[str, Any] | None"], AsyncGenerator[Any, None]]
 
 
-async def sampled(request: CompletionRequest, sample: Sampler,
-                  fields: Callable[[dict[str, Any]], dict[str, Any]]) -> AsyncIterator[list[int] | Usage]:
+async def sampled(
+    request: CompletionRequest, sample: Sampler, fields: Callable[[dict[str, Any]], dict[str, Any]]
+) -> AsyncIterator[list[int] | Usage]:
     """One plain request, or with `request.final_schema` the two of `constrained`."""
     if request.final_schema is not None:
         async for item in constrained(request, sample, fields):
@@ -97,8 +98,9 @@ async def sampled(request: CompletionRequest, sample: Sampler,
             yield item
 
 
-async def constrained(request: CompletionRequest, sample: Sampler,
-                      fields: Callable[[dict[str, Any]], dict[str, Any]]) -> AsyncIterator[list[int] | Usage]:
+async def constrained(
+    request: CompletionRequest, sample: Sampler, fields: Callable[[dict[str, Any]], dict[str, Any]]
+) -> AsyncIterator[list[int] | Usage]:
     """Two requests for a structured final: free sampling up to the final's header, then its body.
 
     `sample(request, watch, extra)` is one server request (ending where `watch` opens);

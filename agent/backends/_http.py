@@ -52,8 +52,9 @@ class ServerBackend:
         """The configured budget per step, never more than half the context."""
         return capped_completion(self._max_completion, self.context_window)
 
-    def __init__(self, base_url: str, *, timeout: float, connect_timeout: float,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float, connect_timeout: float, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.base_url = base_url
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._headers = dict(headers or {})
@@ -97,8 +98,10 @@ class ServerBackend:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError)):
             return self.unavailable(exc)
         if isinstance(exc, httpx.TimeoutException):
-            return BackendError(f"{self.server} at {self.base_url} timed out ({type(exc).__name__}); "
-                                "raise the backend's timeout or check the server")
+            return BackendError(
+                f"{self.server} at {self.base_url} timed out ({type(exc).__name__}); "
+                "raise the backend's timeout or check the server"
+            )
         return BackendError(f"connection to {self.server} at {self.base_url} failed: {exc or type(exc).__name__}")
 
     def unreadable(self, detail: object) -> BackendError:
@@ -160,9 +163,17 @@ def check_truncation(counted: int | None, expected: int, where: str, hint: str) 
         )
 
 
-def make_usage(*, started: float, first: float | None, prompt_tokens: int, cached: int = 0,
-               completion_tokens: int = 0, prompt_ms: float | None = None, predicted_ms: float | None = None,
-               finish_reason: str | None = None) -> Usage:
+def make_usage(
+    *,
+    started: float,
+    first: float | None,
+    prompt_tokens: int,
+    cached: int = 0,
+    completion_tokens: int = 0,
+    prompt_ms: float | None = None,
+    predicted_ms: float | None = None,
+    finish_reason: str | None = None,
+) -> Usage:
     """One `Usage` from what a server reported; wall-clock times where it reported none."""
     ended = time.perf_counter()
     first = first or ended

@@ -88,9 +88,16 @@ class LlamaCppBackend(ServerBackend):
         self._context_window = context_window
         self._max_completion = int(max_completion_tokens)
         self._sampling: dict[str, Any] = {
-            "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
-            "typical_p": 1.0, "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-            "dry_multiplier": 0.0, "xtc_probability": 0.0,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "min_p": min_p,
+            "typical_p": 1.0,
+            "repeat_penalty": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "dry_multiplier": 0.0,
+            "xtc_probability": 0.0,
         }
         if seed is not None:
             self._sampling["seed"] = seed
@@ -103,11 +110,14 @@ class LlamaCppBackend(ServerBackend):
                 f"llama-server at {self.base_url} is still loading its model; try again shortly"
             )
         if r.status_code == 404 or not isinstance(props := read_json(r), dict):
-            raise BackendError(f"{self.base_url} does not answer like llama-server (no /props); "
-                               f"point {URL_ENV} at a llama-server, or use --backend openai")
+            raise BackendError(
+                f"{self.base_url} does not answer like llama-server (no /props); "
+                f"point {URL_ENV} at a llama-server, or use --backend openai"
+            )
         if r.status_code >= 400:
-            raise BackendError(f"llama-server at {self.base_url} answered HTTP {r.status_code}: "
-                               f"{error_text(props, r.text)}")
+            raise BackendError(
+                f"llama-server at {self.base_url} answered HTTP {r.status_code}: {error_text(props, r.text)}"
+            )
         settings = props.get("default_generation_settings") or {}
         n_ctx = settings.get("n_ctx") or props.get("n_ctx")
         if self._context_window is None and isinstance(n_ctx, int) and n_ctx > 0:
@@ -126,21 +136,26 @@ class LlamaCppBackend(ServerBackend):
                 self.model = served[0]
             return
         if r.status_code < 400 and self.model not in served:
-            raise ModelNotFoundError(f"llama-server at {self.base_url} does not serve {self.model!r} "
-                                     f"(it serves {sorted(map(str, served))}); pass the served name or no model")
+            raise ModelNotFoundError(
+                f"llama-server at {self.base_url} does not serve {self.model!r} "
+                f"(it serves {sorted(map(str, served))}); pass the served name or no model"
+            )
 
     async def _check_vocabulary(self) -> None:
         """The served model must tokenize Harmony's markers as openai-harmony does."""
         expected = get_encoding().encode(_HARMONY_PROBE, allowed_special="all")
         try:
-            r = await self._http().post("/tokenize", json={"content": _HARMONY_PROBE, "add_special": False,
-                                                            "parse_special": True})
+            r = await self._http().post(
+                "/tokenize", json={"content": _HARMONY_PROBE, "add_special": False, "parse_special": True}
+            )
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from None
         got = (read_json(r) or {}).get("tokens") if r.status_code < 400 else None
         if got is not None and got != expected:
-            raise ModelNotFoundError(f"the model llama-server at {self.base_url} serves is not gpt-oss "
-                                     "(it tokenizes Harmony's markers differently); serve a gpt-oss GGUF")
+            raise ModelNotFoundError(
+                f"the model llama-server at {self.base_url} serves is not gpt-oss "
+                "(it tokenizes Harmony's markers differently); serve a gpt-oss GGUF"
+            )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[list[int] | Usage]:
         """Yield completion ids as the server samples them (stop id included), then one `Usage`.
@@ -152,16 +167,28 @@ class LlamaCppBackend(ServerBackend):
         async for item in sampled(request, self._sample, _json_schema_fields):
             yield item
 
-    async def _sample(self, request: CompletionRequest, watch: FinalWatch | None,
-                      extra: Mapping[str, Any] | None) -> AsyncGenerator[list[int] | Usage, None]:
+    async def _sample(
+        self, request: CompletionRequest, watch: FinalWatch | None, extra: Mapping[str, Any] | None
+    ) -> AsyncGenerator[list[int] | Usage, None]:
         """One `/completion` request; with `watch`, it ends where a final answer's body begins."""
         await self.probe()
         prompt, stop = check_ids(request.prompt, "the prompt"), request.stop
-        budget = completion_budget(len(prompt), self.context_window, request.max_tokens, self.max_completion_tokens,
-                                   where=f"llama-server at {self.base_url}")
+        budget = completion_budget(
+            len(prompt),
+            self.context_window,
+            request.max_tokens,
+            self.max_completion_tokens,
+            where=f"llama-server at {self.base_url}",
+        )
         body: dict[str, Any] = {
-            "prompt": prompt, "n_predict": budget, "stream": True, "return_tokens": True,
-            "cache_prompt": True, **self._sampling, **self._extra, **(extra or {}),
+            "prompt": prompt,
+            "n_predict": budget,
+            "stream": True,
+            "return_tokens": True,
+            "cache_prompt": True,
+            **self._sampling,
+            **self._extra,
+            **(extra or {}),
         }
         if self._asked is not None:
             body["model"] = self._asked
@@ -206,23 +233,28 @@ class LlamaCppBackend(ServerBackend):
         if watch is not None and watch.held() and not watch.opened:
             yield watch.held()  # a completion cut inside a header: pass on what was sampled
         if watch is not None and watch.opened:
-            yield make_usage(started=started, first=first, prompt_tokens=len(prompt), completion_tokens=0,
-                             finish_reason="stop")
+            yield make_usage(
+                started=started, first=first, prompt_tokens=len(prompt), completion_tokens=0, finish_reason="stop"
+            )
             return
         yield self._usage(final or {}, stopped, started, first, len(prompt))
 
-    def _usage(self, final: dict[str, Any], stopped: bool, started: float, first: float | None,
-               expected: int) -> Usage:
+    def _usage(self, final: dict[str, Any], stopped: bool, started: float, first: float | None, expected: int) -> Usage:
         timings = final.get("timings") or {}
         prefilled, cached = timings.get("prompt_n"), timings.get("cache_n") or 0
         counted = prefilled + cached if isinstance(prefilled, int) else final.get("tokens_evaluated")
-        check_truncation(counted, expected, f"llama-server at {self.base_url}",
-                         "start llama-server with a larger context (-c)")
+        check_truncation(
+            counted, expected, f"llama-server at {self.base_url}", "start llama-server with a larger context (-c)"
+        )
         cut = not stopped and final.get("stop_type") == "limit"
         return make_usage(
-            started=started, first=first, prompt_tokens=counted or expected, cached=cached,
+            started=started,
+            first=first,
+            prompt_tokens=counted or expected,
+            cached=cached,
             completion_tokens=timings.get("predicted_n") or final.get("tokens_predicted") or 0,
-            prompt_ms=timings.get("prompt_ms"), predicted_ms=timings.get("predicted_ms"),
+            prompt_ms=timings.get("prompt_ms"),
+            predicted_ms=timings.get("predicted_ms"),
             finish_reason="length" if cut else "stop",
         )
 
@@ -230,8 +262,10 @@ class LlamaCppBackend(ServerBackend):
         message = error_text(payload, text.strip()[:200] or f"HTTP {status}")
         lowered = message.lower()
         if "context" in lowered and ("exceed" in lowered or "too long" in lowered):
-            return ContextOverflowError(f"llama-server at {self.base_url} refused the prompt: {message}; "
-                                        "start a new conversation or give the server a larger context (-c)")
+            return ContextOverflowError(
+                f"llama-server at {self.base_url} refused the prompt: {message}; "
+                "start a new conversation or give the server a larger context (-c)"
+            )
         if status == 503:
             return BackendUnavailableError(f"llama-server at {self.base_url} is busy or loading ({message}); try again")
         if status == 404 and "model" in lowered:

@@ -69,9 +69,7 @@ def _unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
 
 
 def _not_found(url: str, model: str) -> ModelNotFoundError:
-    return ModelNotFoundError(
-        f"Ollama at {url} does not have the model {model!r}; run `ollama pull {model}`"
-    )
+    return ModelNotFoundError(f"Ollama at {url} does not have the model {model!r}; run `ollama pull {model}`")
 
 
 def _map_error(exc: BaseException, url: str, model: str) -> BackendError:
@@ -158,8 +156,7 @@ class OllamaBackend(ServerBackend):
         super().__init__(self.host, timeout=timeout, connect_timeout=connect_timeout)
         self._num_ctx = int(num_ctx)
         self._max_completion = int(max_completion_tokens)
-        opts: dict[str, Any] = {"num_ctx": self._num_ctx, "temperature": temperature,
-                                "top_p": top_p, "top_k": top_k}
+        opts: dict[str, Any] = {"num_ctx": self._num_ctx, "temperature": temperature, "top_p": top_p, "top_k": top_k}
         if seed is not None:
             opts["seed"] = seed
         opts.update(options or {})
@@ -220,8 +217,13 @@ class OllamaBackend(ServerBackend):
         """Yield completion ids as Ollama streams text, then one `Usage`."""
         await self.probe()
         text, expected = prompt_text(request.prompt)  # raises if text would forge markers
-        budget = completion_budget(expected, self.context_window, request.max_tokens, self._max_completion,
-                                   where=f"{self.model} (num_ctx={self.context_window})")
+        budget = completion_budget(
+            expected,
+            self.context_window,
+            request.max_tokens,
+            self._max_completion,
+            where=f"{self.model} (num_ctx={self.context_window})",
+        )
         options = {**self._options, "num_predict": budget}
         tokens = IncrementalTokenizer()
         final: Any = None
@@ -229,8 +231,12 @@ class OllamaBackend(ServerBackend):
         parts: Any = None
         try:
             parts = await self._get_client().generate(
-                model=self.model, prompt=text, raw=True, stream=True,
-                options=options, keep_alive=self._keep_alive,
+                model=self.model,
+                prompt=text,
+                raw=True,
+                stream=True,
+                options=options,
+                keep_alive=self._keep_alive,
             )
             async for part in parts:
                 if final is not None:
@@ -254,14 +260,21 @@ class OllamaBackend(ServerBackend):
         rest = tokens.flush()
         if rest:
             yield rest
-        check_truncation(final.prompt_eval_count, expected, f"Ollama at {self.host}",
-                         f"its context is smaller than the prompt (num_ctx={self._num_ctx}); "
-                         "free GPU memory or lower num_ctx and shorten the conversation")
+        check_truncation(
+            final.prompt_eval_count,
+            expected,
+            f"Ollama at {self.host}",
+            f"its context is smaller than the prompt (num_ctx={self._num_ctx}); "
+            "free GPU memory or lower num_ctx and shorten the conversation",
+        )
         usage = make_usage(
-            started=started, first=None, prompt_tokens=final.prompt_eval_count or expected,
+            started=started,
+            first=None,
+            prompt_tokens=final.prompt_eval_count or expected,
             cached=0,  # Ollama does not report cache hits
             completion_tokens=final.eval_count or 0,
-            prompt_ms=(final.prompt_eval_duration or 0) / 1e6, predicted_ms=(final.eval_duration or 0) / 1e6,
+            prompt_ms=(final.prompt_eval_duration or 0) / 1e6,
+            predicted_ms=(final.eval_duration or 0) / 1e6,
             finish_reason="length" if final.done_reason == "length" else final.done_reason,
         )
         if final.total_duration:

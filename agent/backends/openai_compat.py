@@ -87,8 +87,10 @@ class OpenAICompatibleBackend(ServerBackend):
     """
 
     server = "the completions server"
-    start_hint = ("start one, e.g. `vllm serve openai/gpt-oss-20b` or `llama-server -m gpt-oss-20b.gguf`, "
-                  "or set OSS_AGENT_BASE_URL")
+    start_hint = (
+        "start one, e.g. `vllm serve openai/gpt-oss-20b` or `llama-server -m gpt-oss-20b.gguf`, "
+        "or set OSS_AGENT_BASE_URL"
+    )
 
     def __init__(
         self,
@@ -111,8 +113,12 @@ class OpenAICompatibleBackend(ServerBackend):
         if prompt_format not in ("ids", "text"):
             raise ValueError("prompt_format must be 'ids' or 'text'")
         key = api_key or os.environ.get("OSS_AGENT_API_KEY")
-        super().__init__(resolve_base_url(base_url), timeout=timeout, connect_timeout=connect_timeout,
-                         headers={"Authorization": f"Bearer {key}"} if key else None)
+        super().__init__(
+            resolve_base_url(base_url),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
+        )
         self.model = model or os.environ.get("OSS_AGENT_MODEL")
         self._context_window = context_window
         self._max_completion = int(max_completion_tokens)
@@ -169,22 +175,37 @@ class OpenAICompatibleBackend(ServerBackend):
         async for item in sampled(request, self._sample, _structured_fields):
             yield item
 
-    async def _sample(self, request: CompletionRequest, watch: FinalWatch | None,
-                      extra: dict[str, Any] | None) -> AsyncGenerator[list[int] | Usage, None]:
+    async def _sample(
+        self, request: CompletionRequest, watch: FinalWatch | None, extra: dict[str, Any] | None
+    ) -> AsyncGenerator[list[int] | Usage, None]:
         """One `/completions` request; with `watch`, it ends where a final answer's body begins."""
         await self.probe()
         prompt: list[int] | str = check_ids(request.prompt, "the prompt")
         expected = len(request.prompt)
         if self._prompt_format == "text":
             prompt, expected = prompt_text(request.prompt)  # raises if text would forge markers
-        budget = completion_budget(expected, self.context_window, request.max_tokens, self.max_completion_tokens,
-                                   where=f"{self.model} at {self.base_url}")
+        budget = completion_budget(
+            expected,
+            self.context_window,
+            request.max_tokens,
+            self.max_completion_tokens,
+            where=f"{self.model} at {self.base_url}",
+        )
         body = {
-            "model": self.model, "prompt": prompt, "max_tokens": budget,
-            **self._sampling, "stream": True, "stream_options": {"include_usage": True},
-            "stop_token_ids": sorted(request.stop), "skip_special_tokens": False,
-            "spaces_between_special_tokens": False, "add_special_tokens": False,
-            "return_token_ids": True, "logprobs": 1, **self._extra, **(extra or {}),
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": budget,
+            **self._sampling,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "stop_token_ids": sorted(request.stop),
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
+            "add_special_tokens": False,
+            "return_token_ids": True,
+            "logprobs": 1,
+            **self._extra,
+            **(extra or {}),
         }
         started = time.perf_counter()
         first: float | None = None
@@ -253,10 +274,13 @@ class OpenAICompatibleBackend(ServerBackend):
         check_truncation(counted, expected, where, "raise the server's context length")
         details = usage.get("prompt_tokens_details") or {}
         yield make_usage(
-            started=started, first=first, prompt_tokens=counted or expected,
+            started=started,
+            first=first,
+            prompt_tokens=counted or expected,
             cached=details.get("cached_tokens") or timings.get("cache_n") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
-            prompt_ms=timings.get("prompt_ms"), predicted_ms=timings.get("predicted_ms"),
+            prompt_ms=timings.get("prompt_ms"),
+            predicted_ms=timings.get("predicted_ms"),
             finish_reason="length" if finish == "length" else finish,
         )
 

@@ -178,4 +178,3 @@ class ScriptedBackend:
 
     async def aclose(self) -> None:
         return None
-

@@ -23,24 +23,27 @@ def make_backend(options: Options, *, max_completion_tokens: int | None = None) 
     if max_completion_tokens is not None:
         chosen["max_tokens"] = max_completion_tokens
     if options.adapter and options.backend != "transformers":
-        raise ConfigurationError("--adapter needs --backend transformers; for vLLM serve the adapter with "
-                                 "--enable-lora --lora-modules NAME=PATH and --backend openai --model NAME "
-                                 "(or merge it: examples/finetune_lora.py --merge-to DIR)")
+        raise ConfigurationError(
+            "--adapter needs --backend transformers; for vLLM serve the adapter with "
+            "--enable-lora --lora-modules NAME=PATH and --backend openai --model NAME "
+            "(or merge it: examples/finetune_lora.py --merge-to DIR)"
+        )
     if options.backend == "ollama":
         from agent.backends.ollama import OllamaBackend
 
         chosen.setdefault("num_ctx", options.num_ctx)
-        return OllamaBackend(model=options.model, host=options.host,
-                             **backend_arguments(OllamaBackend, chosen, "ollama"))
+        return OllamaBackend(
+            model=options.model, host=options.host, **backend_arguments(OllamaBackend, chosen, "ollama")
+        )
     if options.backend == "llamacpp":
         from agent.backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(options.base_url, model=served_model(options),
-                               **backend_arguments(LlamaCppBackend, chosen, "llamacpp"))
+        return LlamaCppBackend(
+            options.base_url, model=served_model(options), **backend_arguments(LlamaCppBackend, chosen, "llamacpp")
+        )
     if options.backend == "openai":
         cls = _backend_class("agent.backends.openai_compat", "OpenAICompatibleBackend", "openai")
-        return cls(base_url=options.base_url, model=served_model(options),
-                   **backend_arguments(cls, chosen, "openai"))
+        return cls(base_url=options.base_url, model=served_model(options), **backend_arguments(cls, chosen, "openai"))
     cls = _backend_class("agent.backends.transformers", "TransformersBackend", "transformers")
     # the Ollama tag means the HF id here
     arguments = backend_arguments(cls, chosen, "transformers")
@@ -95,8 +98,10 @@ def make_tools(specs: list[str]) -> list[Any]:
     for spec in specs:
         if is_tool_file(spec):
             if not Path(spec).exists() and Path(spec).suffix != ".py":
-                raise ConfigurationError(f"unknown built-in tool {Path(spec).name!r}: the built-ins are "
-                                         f"{' and '.join(BUILTIN_TOOLS)}; a tools file is a path to a .py file")
+                raise ConfigurationError(
+                    f"unknown built-in tool {Path(spec).name!r}: the built-ins are "
+                    f"{' and '.join(BUILTIN_TOOLS)}; a tools file is a path to a .py file"
+                )
             tools.extend(load_tools_file(spec))
         elif spec == "python":  # in the terminal, model-written code runs only after the user says yes
             from tools.python import PythonTool

@@ -16,8 +16,10 @@ from agent.cli.render import console
 RAW_TEST_TIMEOUT_S = 120.0
 SEARCH_TIMEOUT_S = 20.0
 VOCABULARY_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
-VOCABULARY_FIX = (f"on a machine with network, download {VOCABULARY_URL} into a folder, copy that folder here "
-                  "and set TIKTOKEN_ENCODINGS_BASE to it")
+VOCABULARY_FIX = (
+    f"on a machine with network, download {VOCABULARY_URL} into a folder, copy that folder here "
+    "and set TIKTOKEN_ENCODINGS_BASE to it"
+)
 SERVER_BACKENDS = {"llamacpp": "llama-server", "openai": "completions server"}
 
 
@@ -98,8 +100,10 @@ async def check_search() -> Check:
     from agent.errors import OssAgentError
     from tools.browser.search import SearchError, make_search
 
-    fix = ("the browser needs network access to search; on a machine without it, run SearXNG locally and set "
-           "OSS_AGENT_SEARCH=searxng and OSS_AGENT_SEARXNG_URL")
+    fix = (
+        "the browser needs network access to search; on a machine without it, run SearXNG locally and set "
+        "OSS_AGENT_SEARCH=searxng and OSS_AGENT_SEARXNG_URL"
+    )
     try:
         backend = make_search()
     except OssAgentError as exc:
@@ -127,8 +131,12 @@ async def check_ollama(options: Options) -> Check:
             r.raise_for_status()
             version = str(r.json().get("version", "unknown"))
     except (httpx.HTTPError, ValueError) as exc:
-        return Check("Ollama", False, f"no Ollama server answers at {url} ({type(exc).__name__})",
-                     "start it with `ollama serve`, or point --host / OLLAMA_HOST at it")
+        return Check(
+            "Ollama",
+            False,
+            f"no Ollama server answers at {url} ({type(exc).__name__})",
+            "start it with `ollama serve`, or point --host / OLLAMA_HOST at it",
+        )
     detail = f"version {version} at {url}"
     if _older(version, (0, 12, 6)):
         return Check("Ollama", True, detail + " (older than 0.12.6: prompts are length-checked locally only)")
@@ -176,10 +184,15 @@ async def check_server(options: Options) -> list[Check]:
         return [Check(label, False, _first(str(exc)), _fix(str(exc)))]
     finally:
         await backend.aclose()
-    checks = [Check(label, True, f"answers at {where}"),
-              Check("model", True, f"{backend.model or 'the served model'}, context {backend.context_window:,} tokens")]
-    checks.append(await check_round_trip(make_backend(options, max_completion_tokens=256),
-                                         "check the server log; the model must be gpt-oss"))
+    checks = [
+        Check(label, True, f"answers at {where}"),
+        Check("model", True, f"{backend.model or 'the served model'}, context {backend.context_window:,} tokens"),
+    ]
+    checks.append(
+        await check_round_trip(
+            make_backend(options, max_completion_tokens=256), "check the server log; the model must be gpt-oss"
+        )
+    )
     return checks
 
 
@@ -201,8 +214,12 @@ async def check_round_trip(backend: Any, fix: str) -> Check:
     try:
         result = await asyncio.wait_for(agent.arun("Say OK"), RAW_TEST_TIMEOUT_S)
     except asyncio.TimeoutError:
-        return Check("raw Harmony mode", False, f"no answer within {RAW_TEST_TIMEOUT_S:.0f} s",
-                     "the model may still be loading; try again")
+        return Check(
+            "raw Harmony mode",
+            False,
+            f"no answer within {RAW_TEST_TIMEOUT_S:.0f} s",
+            "the model may still be loading; try again",
+        )
     except OssAgentError as exc:
         return Check("raw Harmony mode", False, " ".join(str(exc).split())[:200], fix)
     finally:
@@ -210,8 +227,12 @@ async def check_round_trip(backend: Any, fix: str) -> Check:
     from agent.harmony.encoding import get_encoding
 
     if not any(get_encoding().is_special_token(token) for token in agent.last_completion):
-        return Check("raw Harmony mode", False, "the answer holds no Harmony markers (the server strips special "
-                     "tokens, or does not take the prompt raw)", fix)
+        return Check(
+            "raw Harmony mode",
+            False,
+            "the answer holds no Harmony markers (the server strips special tokens, or does not take the prompt raw)",
+            fix,
+        )
     answer = " ".join(result.output.split())[:40]
     return Check("raw Harmony mode", True, f"answered {answer!r} in {time.perf_counter() - started:.1f} s")
 
@@ -244,8 +265,13 @@ def check_docker(needed: bool) -> Check:
         version = client.version().get("Version", "unknown")
         client.close()
     except Exception as exc:  # no socket, daemon down, permission denied
-        return Check("Docker", False, f"no Docker daemon answers ({type(exc).__name__})",
-                     "start Docker (and add your user to the docker group) to use -t python", needed)
+        return Check(
+            "Docker",
+            False,
+            f"no Docker daemon answers ({type(exc).__name__})",
+            "start Docker (and add your user to the docker group) to use -t python",
+            needed,
+        )
     return Check("Docker", True, f"daemon version {version}", needed=needed)
 
 
@@ -264,9 +290,14 @@ def check_image(needed: bool) -> Check:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        return Check("sandbox image", False, f"{image} is not present",
-                     f"run `docker pull {image}`, or build one offline with `python -m sandbox.image` "
-                     "(the sandbox finds it by itself)", needed)
+        return Check(
+            "sandbox image",
+            False,
+            f"{image} is not present",
+            f"run `docker pull {image}`, or build one offline with `python -m sandbox.image` "
+            "(the sandbox finds it by itself)",
+            needed,
+        )
     except Exception as exc:
         return Check("sandbox image", False, f"cannot inspect {image} ({type(exc).__name__})", "check Docker", needed)
     finally:

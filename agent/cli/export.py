@@ -17,13 +17,15 @@ def _messages(saved: Any) -> list[dict[str, Any]]:
 
     rows = []
     for message in saved.messages:
-        rows.append({
-            "role": str(getattr(message.author.role, "value", message.author.role)),
-            "name": message.author.name,
-            "channel": message.channel,
-            "recipient": message.recipient,
-            "text": message_text(message),
-        })
+        rows.append(
+            {
+                "role": str(getattr(message.author.role, "value", message.author.role)),
+                "name": message.author.name,
+                "channel": message.channel,
+                "recipient": message.recipient,
+                "text": message_text(message),
+            }
+        )
     return rows
 
 
@@ -42,9 +44,13 @@ def _json(saved: Any) -> str:
 
 def _markdown(saved: Any) -> str:
     info, settings = saved.info, saved.settings
-    lines = [f"# {info.title}", "",
-             f"`{info.id}` · {_iso(info.created_at)} · {settings.get('model', '?')} · "
-             f"effort {settings.get('reasoning_effort', '?')}", ""]
+    lines = [
+        f"# {info.title}",
+        "",
+        f"`{info.id}` · {_iso(info.created_at)} · {settings.get('model', '?')} · "
+        f"effort {settings.get('reasoning_effort', '?')}",
+        "",
+    ]
     for row in _messages(saved):
         text = row["text"].strip()
         if row["role"] == "user":

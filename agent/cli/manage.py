@@ -87,11 +87,19 @@ async def _ollama_models(host: str | None) -> list[tuple[str, str, str, str]]:
                 shown = await http.post("/api/show", json={"model": name})
                 info = shown.json().get("model_info", {}) if shown.status_code == 200 else {}
                 context = next((v for k, v in info.items() if k.endswith(".context_length")), None)
-                rows.append((name, size, str(details.get("parameter_size", "")),
-                             f"{context:,}" if isinstance(context, int) else ""))
+                rows.append(
+                    (
+                        name,
+                        size,
+                        str(details.get("parameter_size", "")),
+                        f"{context:,}" if isinstance(context, int) else "",
+                    )
+                )
     except (httpx.HTTPError, ValueError) as exc:
-        raise BackendUnavailableError(f"cannot list the models of Ollama at {url} ({type(exc).__name__}); "
-                                      "start it with `ollama serve`, or set OLLAMA_HOST") from None
+        raise BackendUnavailableError(
+            f"cannot list the models of Ollama at {url} ({type(exc).__name__}); "
+            "start it with `ollama serve`, or set OLLAMA_HOST"
+        ) from None
     return rows
 
 
@@ -106,11 +114,22 @@ def list_sessions(limit: int, json_output: bool = False) -> int:
     out = console()
     if json_output:  # one object per line, as `llm logs --json` and jq like it
         for s in sessions:
-            sys.stdout.write(json.dumps({
-                "id": s.id, "title": s.title, "turns": s.turns, "model": s.settings.get("model"),
-                "backend": s.settings.get("backend"), "rating": s.rating, "created_at": _iso(s.created_at),
-                "updated_at": _iso(s.updated_at),
-            }, ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "id": s.id,
+                        "title": s.title,
+                        "turns": s.turns,
+                        "model": s.settings.get("model"),
+                        "backend": s.settings.get("backend"),
+                        "rating": s.rating,
+                        "created_at": _iso(s.created_at),
+                        "updated_at": _iso(s.updated_at),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         return 0
     if not sessions:
         console(stderr=True).print("no saved sessions yet; `oss-agent chat` saves one as you talk")
@@ -119,8 +138,9 @@ def list_sessions(limit: int, json_output: bool = False) -> int:
     for column in ("id", "updated", "turns", "model", "rated", "title"):
         table.add_column(column, no_wrap=column != "title", justify="right" if column == "turns" else "left")
     for s in sessions:
-        table.add_row(s.id, _when(s.updated_at), str(s.turns), str(s.settings.get("model", "")), s.rating or "",
-                      s.title)
+        table.add_row(
+            s.id, _when(s.updated_at), str(s.turns), str(s.settings.get("model", "")), s.rating or "", s.title
+        )
     out.print(table)
     return 0
 
@@ -135,8 +155,10 @@ def show_session(session_id: str) -> int:
     out = console()
     info, settings = saved.info, saved.settings
     tools = ", ".join(settings.get("tools") or []) or "none"
-    out.print(f"[bold]{info.title}[/]  [dim]{info.id} · {_when(info.created_at)} · {settings.get('model', '?')} · "
-              f"effort {settings.get('reasoning_effort', '?')} · tools: {tools}[/]")
+    out.print(
+        f"[bold]{info.title}[/]  [dim]{info.id} · {_when(info.created_at)} · {settings.get('model', '?')} · "
+        f"effort {settings.get('reasoning_effort', '?')} · tools: {tools}[/]"
+    )
     for message in saved.messages:
         role, text = message.author.role, message_text(message)
         if role == Role.USER:
@@ -174,9 +196,16 @@ def export_sft(args: Any) -> int:
     from agent.sessions import SessionStore
     from agent.training import export_sft as export
 
-    report = export(SessionStore(), args.ids, out=args.output or sys.stdout, all_sessions=args.all_sessions,
-                    since=args.since, rated=args.rated, drop_failed=args.drop_failed,
-                    near_duplicates=None if args.keep_duplicates else args.near)
+    report = export(
+        SessionStore(),
+        args.ids,
+        out=args.output or sys.stdout,
+        all_sessions=args.all_sessions,
+        since=args.since,
+        rated=args.rated,
+        drop_failed=args.drop_failed,
+        near_duplicates=None if args.keep_duplicates else args.near,
+    )
     err = console(stderr=True)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)

@@ -32,8 +32,9 @@ def parse_option(key: str, value: Any, where: str = "-o") -> tuple[str, float | 
     try:
         number = kind(value) if isinstance(value, str) or kind is float else value
     except ValueError:
-        raise ConfigurationError(f"{where}: {name} must be {'a number' if kind is float else 'a whole number'}, "
-                                 f"not {value!r}") from None
+        raise ConfigurationError(
+            f"{where}: {name} must be {'a number' if kind is float else 'a whole number'}, not {value!r}"
+        ) from None
     if kind is int and not isinstance(number, int):
         raise ConfigurationError(f"{where}: {name} must be a whole number, not {value!r}")
     if name in ("num_ctx", "max_tokens") and number < 1:

@@ -23,11 +23,11 @@ def read_prompt(prompt: str | None, files: list[str] | None = None) -> str:
     terminal = sys.stdin is None or sys.stdin.isatty()
     piped = "" if terminal else _read_stdin()
     if prompt is None and terminal and not texts:
-        raise ConfigurationError("no prompt: pass one (oss-agent run \"...\") or pipe it on stdin")
+        raise ConfigurationError('no prompt: pass one (oss-agent run "...") or pipe it on stdin')
     parts = [text for text in (*texts, piped, prompt or "") if text.strip()]
     if not parts:
         where = "the prompt read from stdin" if prompt is None else "the prompt"
-        raise ConfigurationError(f"{where} is empty; pass a question (oss-agent run \"...\") or pipe text on stdin")
+        raise ConfigurationError(f'{where} is empty; pass a question (oss-agent run "...") or pipe text on stdin')
     return "\n\n".join(part.strip("\n") for part in parts)
 
 
@@ -50,8 +50,16 @@ def _read_stdin() -> str:
     return str(raw.decode("utf-8", "replace"))
 
 
-async def run_once(options: Options, prompt: str, *, json_output: bool, resume: str | None, latest: bool,
-                   attach: list[str] | None = None, schema: str | None = None) -> int:
+async def run_once(
+    options: Options,
+    prompt: str,
+    *,
+    json_output: bool,
+    resume: str | None,
+    latest: bool,
+    attach: list[str] | None = None,
+    schema: str | None = None,
+) -> int:
     from agent.cli.jsonl import dumps, event_to_dict
     from agent.cli.render import make_consoles
     from agent.cli.runner import Runner, upload_note

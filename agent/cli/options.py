@@ -32,31 +32,73 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", str, None, "OSS_AGENT_MODEL", "--model/-m",
-            "model name (Ollama tag, default gpt-oss:20b; servers: the served id, which they name when unset)"),
-    Setting("backend", str, "ollama", "OSS_AGENT_BACKEND", "--backend",
-            "ollama, llamacpp (llama-server), openai (with base_url) or transformers"),
+    Setting(
+        "model",
+        str,
+        None,
+        "OSS_AGENT_MODEL",
+        "--model/-m",
+        "model name (Ollama tag, default gpt-oss:20b; servers: the served id, which they name when unset)",
+    ),
+    Setting(
+        "backend",
+        str,
+        "ollama",
+        "OSS_AGENT_BACKEND",
+        "--backend",
+        "ollama, llamacpp (llama-server), openai (with base_url) or transformers",
+    ),
     Setting("host", str, None, "OLLAMA_HOST", "--host", "Ollama server URL (default http://localhost:11434)"),
-    Setting("base_url", str, None, "OSS_AGENT_BASE_URL", "--base-url",
-            "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)"),
-    Setting("adapter", str, None, "OSS_AGENT_ADAPTER", "--adapter",
-            "a LoRA adapter folder loaded on the model (transformers backend)"),
-    Setting("tools", list, [], "OSS_AGENT_TOOLS", "--tools/-t",
-            "browser, python, or paths of .py files with @tool functions"),
+    Setting(
+        "base_url",
+        str,
+        None,
+        "OSS_AGENT_BASE_URL",
+        "--base-url",
+        "URL of llama-server (llamacpp) or of an OpenAI-compatible server (openai)",
+    ),
+    Setting(
+        "adapter",
+        str,
+        None,
+        "OSS_AGENT_ADAPTER",
+        "--adapter",
+        "a LoRA adapter folder loaded on the model (transformers backend)",
+    ),
+    Setting(
+        "tools",
+        list,
+        [],
+        "OSS_AGENT_TOOLS",
+        "--tools/-t",
+        "browser, python, or paths of .py files with @tool functions",
+    ),
     Setting("instructions", str, None, "OSS_AGENT_INSTRUCTIONS", "--instructions/-s", "developer instructions"),
     Setting("effort", str, "medium", "OSS_AGENT_EFFORT", "--effort", "reasoning effort: low, medium or high"),
     Setting("max_steps", int, 20, "OSS_AGENT_MAX_STEPS", "--max-steps", "model calls allowed per turn"),
     Setting("num_ctx", int, 32768, "OSS_AGENT_NUM_CTX", "--num-ctx", "context window to ask Ollama for"),
-    Setting("options", dict, {}, None, "--option/-o KEY VALUE",
-            "model options: temperature, top_p, top_k, seed, num_ctx, max_tokens (per step)"),
+    Setting(
+        "options",
+        dict,
+        {},
+        None,
+        "--option/-o KEY VALUE",
+        "model options: temperature, top_p, top_k, seed, num_ctx, max_tokens (per step)",
+    ),
     Setting("yes", bool, False, "OSS_AGENT_YES", "--yes/-y", "approve every tool call without asking"),
     Setting("save", bool, True, "OSS_AGENT_SAVE", "--no-save", "save conversations in the sessions database"),
     Setting("reasoning", str, "show", "OSS_AGENT_REASONING", "--reasoning", "show or hide the chain of thought"),
     Setting("debug", bool, False, "OSS_AGENT_DEBUG", "--debug", "tracebacks and the raw Harmony text"),
     Setting("mcp", list, [], None, "--mcp", "MCP servers to start, each a command line (stdio)"),
     Setting("mcp_http", list, [], None, "--mcp-http", "MCP servers to reach, each a streamable HTTP URL"),
-    Setting("mcp_config", str, None, "OSS_AGENT_MCP_CONFIG", "--mcp-config",
-            "a JSON file of servers in the mcpServers shape"),
+    Setting(
+        "mcp_config",
+        str,
+        None,
+        "OSS_AGENT_MCP_CONFIG",
+        "--mcp-config",
+        "a JSON file of servers in the mcpServers shape",
+    ),
     Setting("mcp_servers", dict, {}, None, None, "servers by name, in the mcpServers shape (config file only)"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -163,8 +205,10 @@ def validate(options: Options) -> None:
     if options.reasoning not in ("show", "hide"):
         raise ConfigurationError(f"reasoning must be show or hide, not {options.reasoning!r}")
     if options.backend == "openai" and not options.base_url:
-        raise ConfigurationError("--backend openai needs --base-url (or OSS_AGENT_BASE_URL), "
-                                 "e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:8080/v1 (llama-server)")
+        raise ConfigurationError(
+            "--backend openai needs --base-url (or OSS_AGENT_BASE_URL), "
+            "e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:8080/v1 (llama-server)"
+        )
     if options.model is not None and not options.model.strip():
         raise ConfigurationError("model must not be empty; leave it out to use the default (or the served model)")
     options.options = parse_options(options.options, "model options")

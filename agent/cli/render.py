@@ -120,8 +120,12 @@ class TurnRenderer:
                 self.waiting()
         elif isinstance(event, HistoryCompacted):
             self._enter(None)
-            self.err.print(f"note: history compacted: {event.summary} ({event.tokens_before:,} → "
-                           f"{event.tokens_after:,} tokens)", style="dim", markup=False, highlight=False)
+            self.err.print(
+                f"note: history compacted: {event.summary} ({event.tokens_before:,} → {event.tokens_after:,} tokens)",
+                style="dim",
+                markup=False,
+                highlight=False,
+            )
         elif isinstance(event, RunFinished):
             self._stop_status()
             self._enter(None)
@@ -238,7 +242,7 @@ class TurnRenderer:
                 self._live.update(Markdown(self._displayable(final=False)), refresh=True)
         else:
             visible = self._displayable(final=False)
-            self.out.file.write(visible[len(self._shown):])
+            self.out.file.write(visible[len(self._shown) :])
             self.out.file.flush()
             self._shown = visible
 
@@ -258,7 +262,7 @@ class TurnRenderer:
             self._live = None
         else:
             visible = self._displayable(final=True)
-            self.out.file.write(visible[len(self._shown):] + "\n")
+            self.out.file.write(visible[len(self._shown) :] + "\n")
             self.out.file.flush()
             self._shown = ""
 
@@ -342,8 +346,9 @@ def approval_panel(call: Any) -> Panel:
         body = Syntax(_clip_lines(call.arguments, APPROVAL_LINES), "python", theme="ansi_dark", word_wrap=True)
     else:
         body = Text(_clip_lines(_pretty_json(call.arguments), APPROVAL_LINES), style="cyan")
-    return Panel(body, title=f"[bold]{call.recipient}[/] wants to run", title_align="left",
-                 border_style="yellow", expand=False)
+    return Panel(
+        body, title=f"[bold]{call.recipient}[/] wants to run", title_align="left", border_style="yellow", expand=False
+    )
 
 
 def _pretty_json(text: str) -> str:

@@ -167,8 +167,11 @@ class Repl:
         for name, (usage, text) in COMMANDS.items():
             table.add_row(f"[bold]{name}[/] {usage}", text)
         self.err.print(table)
-        self.err.print("Enter sends · Alt-Enter or a trailing \\ adds a line · Ctrl-C stops a turn · Ctrl-D exits",
-                       style="dim", markup=False)
+        self.err.print(
+            "Enter sends · Alt-Enter or a trailing \\ adds a line · Ctrl-C stops a turn · Ctrl-D exits",
+            style="dim",
+            markup=False,
+        )
 
     def _cmd_show(self, arg: str) -> None:
         from agent.cli.model_options import describe
@@ -341,12 +344,19 @@ class Repl:
         agent = self.runner.agent
         context = agent.context()
         used = context.prompt_tokens(agent.history)
-        self.err.print(f"context: {used:,} of {context.window:,} tokens ({used / context.window:.0%}) "
-                       f"in {len(agent.history)} messages", markup=False, highlight=False)
+        self.err.print(
+            f"context: {used:,} of {context.window:,} tokens ({used / context.window:.0%}) "
+            f"in {len(agent.history)} messages",
+            markup=False,
+            highlight=False,
+        )
         self.err.print(f"history policy {describe(agent.history_policy, context)}", markup=False, highlight=False)
         preview = await apply_policy(forced(agent.history_policy), list(agent.history), context)
-        would = "nothing" if preview is None else (
-            f"{preview.summary} ({used:,} → {context.prompt_tokens(preview.history):,} tokens)")
+        would = (
+            "nothing"
+            if preview is None
+            else (f"{preview.summary} ({used:,} → {context.prompt_tokens(preview.history):,} tokens)")
+        )
         self.err.print(f"/compact would: {would}", markup=False, highlight=False)
 
     async def _cmd_compact(self, arg: str) -> None:
@@ -391,8 +401,10 @@ class Repl:
             except OssAgentError as exc:
                 problems.append(str(exc))
             except asyncio.TimeoutError:
-                problems.append(f"the {self.runner.options.backend} server did not answer within "
-                                f"{PREFLIGHT_TIMEOUT_S:.0f} s; check that it is running")
+                problems.append(
+                    f"the {self.runner.options.backend} server did not answer within "
+                    f"{PREFLIGHT_TIMEOUT_S:.0f} s; check that it is running"
+                )
         return problems
 
     def _replay(self, saved: Any) -> None:
@@ -410,8 +422,11 @@ class Repl:
                 turns[-1][1] = message_text(message)
         shown = turns[-REPLAY_TURNS:]
         if (earlier := len(turns) - len(shown)) > 0:
-            self.err.print(f"… {earlier} earlier turn{'s' if earlier != 1 else ''} (oss-agent sessions show "
-                           f"{saved.info.id})", style="dim", markup=False)
+            self.err.print(
+                f"… {earlier} earlier turn{'s' if earlier != 1 else ''} (oss-agent sessions show {saved.info.id})",
+                style="dim",
+                markup=False,
+            )
         for question, answer in shown:
             self.err.print(f"> {_clip(question)}", style="bold", markup=False, highlight=False)
             if answer:
@@ -424,8 +439,10 @@ class Repl:
             where = f"Ollama at {getattr(agent.backend, 'host', options.host)}"
         tools = ", ".join(t.name for t in agent.tools) or "no tools"
         model = build.model_name(options, agent.backend)
-        self.err.print(f"[bold]oss-agent[/] · {escape(model)} via {escape(where)} · "
-                       f"effort {agent.reasoning_effort} · {escape(tools)}")
+        self.err.print(
+            f"[bold]oss-agent[/] · {escape(model)} via {escape(where)} · "
+            f"effort {agent.reasoning_effort} · {escape(tools)}"
+        )
         if saved is not None:
             info = saved.info
             turns = f"{info.turns} turn{'s' if info.turns != 1 else ''}"
@@ -500,5 +517,4 @@ def _prompt_session() -> Any:
         history = FileHistory(str(folder / "prompt_history"))
     except OSError:
         history = InMemoryHistory()
-    return PromptSession(history=history, key_bindings=bindings, prompt_continuation="  ",
-                         enable_history_search=False)
+    return PromptSession(history=history, key_bindings=bindings, prompt_continuation="  ", enable_history_search=False)

@@ -139,8 +139,10 @@ class Runner:
         self.renderer.raw_text = render_text
         if self.options.save:
             self.recorder = SessionRecorder(
-                self.sessions(), self.agent, saved.info.id if saved else None,
-                **build.session_meta(self.options, self.agent.backend)
+                self.sessions(),
+                self.agent,
+                saved.info.id if saved else None,
+                **build.session_meta(self.options, self.agent.backend),
             )
 
     async def switch_to(self, session_id: str) -> SavedSession:
@@ -188,8 +190,9 @@ class Runner:
 
     # -- turns -------------------------------------------------------------------
 
-    async def turn(self, prompt: str, on_event: Callable[[Any], None] | None = None,
-                   output_type: Any = None) -> RunResult | None:
+    async def turn(
+        self, prompt: str, on_event: Callable[[Any], None] | None = None, output_type: Any = None
+    ) -> RunResult | None:
         """Run one user turn, rendering (or handing over) each event; returns the result."""
         from agent.events import RunFinished, StepFinished
 
@@ -206,8 +209,9 @@ class Runner:
                 async for event in stream:
                     self.record(event)
                     if self.options.debug and isinstance(event, StepFinished) and on_event is None:
-                        self.renderer.debug_raw(self.agent.last_prompt, self.agent.last_completion,
-                                                event.shared_prefix_tokens)
+                        self.renderer.debug_raw(
+                            self.agent.last_prompt, self.agent.last_completion, event.shared_prefix_tokens
+                        )
                     handle(event)
                     if isinstance(event, RunFinished):
                         result = event.result

@@ -359,13 +359,7 @@ class CompletionParser:
             self._problem = "the completion was cut at the token budget or the context window"
         messages = [m for m, _ in self._kept]
         last = messages[-1] if messages else None
-        if (
-            last is not None
-            and not cut
-            and self._ended_on_kept
-            and last.channel == "commentary"
-            and not last.recipient
-        ):
+        if last is not None and not cut and self._ended_on_kept and last.channel == "commentary" and not last.recipient:
             last.channel = "final"  # P8
         spans = [span for _, span in self._kept]
         tokens: list[int] = []

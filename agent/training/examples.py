@@ -137,8 +137,17 @@ def session_turns(saved: Any) -> Iterator[TurnExample | Skipped]:
         else:
             failed = [saved.errors[seqs[i]] for i in range(u + 1, last) if seqs[i] in saved.errors]
             steps = saved.steps[u + 1 : end] if saved.steps else None
-            yield TurnExample(sid, number, settings_at(seqs[u]), prompt_view(prompt), target, times[u],
-                              saved.info.rating, failed, steps)
+            yield TurnExample(
+                sid,
+                number,
+                settings_at(seqs[u]),
+                prompt_view(prompt),
+                target,
+                times[u],
+                saved.info.rating,
+                failed,
+                steps,
+            )
 
 
 def _settings_lookup(saved: Any) -> Callable[[int], PromptSettings] | None:

@@ -52,12 +52,14 @@ class ExportReport:
         where = f" to {self.path}" if self.path else ""
         out = [f"examples: {self.examples:,} written{where} (from {self.turns:,} turns of {self.sessions:,} sessions)"]
         if self.examples:
-            out.append(f"tokens: {self.tokens:,} ({self.target_tokens:,} trained on); "
-                       f"longest example {self.longest:,}")
+            out.append(f"tokens: {self.tokens:,} ({self.target_tokens:,} trained on); longest example {self.longest:,}")
         for reason, count in self.skipped.most_common():
             out.append(f"skipped: {count:,} × {reason}")
-        similar = (f"{self.near_duplicates:,} near (MinHash on the user's messages, Jaccard ≥ {self.threshold})"
-                   if self.threshold is not None else "near duplicates kept")
+        similar = (
+            f"{self.near_duplicates:,} near (MinHash on the user's messages, Jaccard ≥ {self.threshold})"
+            if self.threshold is not None
+            else "near duplicates kept"
+        )
         out.append(f"duplicates dropped: {self.exact_duplicates:,} exact, {similar}")
         if self.broken_text:
             out.append(f"broken text: {self.broken_text:,} examples dropped (invalid Unicode or mojibake)")

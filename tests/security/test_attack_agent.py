@@ -20,12 +20,14 @@ def test_container_removed_during_a_tool_call_ends_the_turn_with_one_line_and_th
     sandbox_image, docker_client, monkeypatch
 ):
     monkeypatch.setenv("OSS_AGENT_SANDBOX_IMAGE", sandbox_image)
-    backend = ScriptedBackend([
-        call("python", "x = 1", reasoning="Warm up."),
-        call("python", SLOW_CELL, reasoning="Run the slow part."),
-        call("python", "'back again'", reasoning="Try again."),
-        final("It works again."),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("python", "x = 1", reasoning="Warm up."),
+            call("python", SLOW_CELL, reasoning="Run the slow part."),
+            call("python", "'back again'", reasoning="Try again."),
+            final("It works again."),
+        ]
+    )
     with Agent(backend, tools=["python"]) as agent:
         box = agent.tools.builtins["python"].sandbox.start()
         container = box.container_id
@@ -49,11 +51,13 @@ def test_container_removed_during_a_tool_call_ends_the_turn_with_one_line_and_th
 
 def test_the_model_reads_a_clear_message_when_its_code_breaks_the_channel(sandbox_image, docker_client, monkeypatch):
     monkeypatch.setenv("OSS_AGENT_SANDBOX_IMAGE", sandbox_image)
-    backend = ScriptedBackend([
-        call("python", "import os, time\nos.closerange(3, 1024)\ntime.sleep(120)", reasoning="Break it."),
-        call("python", "2 + 2", reasoning="Continue."),
-        final("Done."),
-    ])
+    backend = ScriptedBackend(
+        [
+            call("python", "import os, time\nos.closerange(3, 1024)\ntime.sleep(120)", reasoning="Break it."),
+            call("python", "2 + 2", reasoning="Continue."),
+            final("Done."),
+        ]
+    )
     with Agent(backend, tools=["python"]) as agent:
         result = agent.run("Do it.")
     first, second = (record.output for record in result.tool_calls)

@@ -46,17 +46,24 @@ def page(text: str, status: int = 200, **headers: str) -> httpx.Response:
 
 def fetch(handler, url: str, table=None, **kwargs):
     table = {"site.example.com": [PUBLIC], **(table or {})}
-    fetcher = Fetcher(transport=httpx.MockTransport(handler), resolver=table_resolver(table), policy=HostPolicy(),
-                      **kwargs)
+    fetcher = Fetcher(
+        transport=httpx.MockTransport(handler), resolver=table_resolver(table), policy=HostPolicy(), **kwargs
+    )
     return asyncio.run(fetcher.fetch(url))
 
 
 def tool_open(handler, url: str, table=None) -> str:
     table = {"site.example.com": [PUBLIC], **(table or {})}
-    tool = BrowserTool(search=None, transport=httpx.MockTransport(handler), resolver=table_resolver(table),
-                       allow_hosts=[], count_tokens=lambda text: len(text) // 4 + 1)
-    call = ToolCall(recipient="browser.open", name="browser", method="open",
-                    arguments=json.dumps({"id": url}), channel="analysis")
+    tool = BrowserTool(
+        search=None,
+        transport=httpx.MockTransport(handler),
+        resolver=table_resolver(table),
+        allow_hosts=[],
+        count_tokens=lambda text: len(text) // 4 + 1,
+    )
+    call = ToolCall(
+        recipient="browser.open", name="browser", method="open", arguments=json.dumps({"id": url}), channel="analysis"
+    )
     return asyncio.run(tool.invoke(call))
 
 
@@ -102,8 +109,10 @@ def test_non_public_addresses_are_refused_in_every_spelling(address, why):
         raise AssertionError(f"a request was sent to {why}")
 
     host = f"[{address}]" if ":" in address else address
-    for url, table in ((f"http://{host}/latest/meta-data/", None),
-                       ("http://rebound.example.com/", {"rebound.example.com": [address]})):
+    for url, table in (
+        (f"http://{host}/latest/meta-data/", None),
+        ("http://rebound.example.com/", {"rebound.example.com": [address]}),
+    ):
         with pytest.raises(FetchError, match="non-public address") as refused:
             fetch(handler, url, table)
         assert "Only public web sites can be opened" in str(refused.value)
@@ -147,8 +156,9 @@ class _Rebinding(httpx.AsyncBaseTransport):
         self.hosts.append(request.url.host)
         if request.url.host == PUBLIC:
             return page("<p>the checked public page</p>")
-        rebound = httpx.Request(request.method, request.url.copy_with(host="127.0.0.1", port=self.port),
-                                headers=request.headers)
+        rebound = httpx.Request(
+            request.method, request.url.copy_with(host="127.0.0.1", port=self.port), headers=request.headers
+        )
         return await self.real.handle_async_request(rebound)
 
 
@@ -157,8 +167,9 @@ def test_dns_rebinding_cannot_reach_loopback_through_an_injected_client(inject):
     with LocalServer(_Secret) as server:
         port = int(server.url.rsplit(":", 1)[1])
         transport = _Rebinding(port)
-        options = {"transport": transport} if inject == "transport" else \
-            {"client": httpx.AsyncClient(transport=transport)}
+        options = (
+            {"transport": transport} if inject == "transport" else {"client": httpx.AsyncClient(transport=transport)}
+        )
 
         async def main():
             fetcher = Fetcher(resolver=table_resolver({"rebind.example.com": [PUBLIC]}), policy=HostPolicy(), **options)
@@ -182,9 +193,11 @@ def test_an_injected_client_that_follows_redirects_cannot_skip_the_check():
         return page("<p>internal admin</p>")
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=True)
-    fetcher = Fetcher(client=client, resolver=table_resolver({"site.example.com": [PUBLIC],
-                                                              "internal.example.com": ["10.0.0.1"]}),
-                      policy=HostPolicy())
+    fetcher = Fetcher(
+        client=client,
+        resolver=table_resolver({"site.example.com": [PUBLIC], "internal.example.com": ["10.0.0.1"]}),
+        policy=HostPolicy(),
+    )
     with pytest.raises(FetchError, match="non-public address 10.0.0.1"):
         asyncio.run(fetcher.fetch("https://site.example.com/"))
     assert sent == ["https://site.example.com/"]

@@ -15,6 +15,7 @@ from tools.python import render
 
 pytestmark = pytest.mark.docker
 
+
 def during_a_cell(box, client, act):
     """Run SLOW_CELL, do ``act(container_id)`` while it runs; return what `run` returned or raised."""
     box.run("kept = 1")
@@ -90,8 +91,10 @@ def test_keeper_killed_then_interpreter_restarted_says_files_were_lost(make_sand
 
 def test_read_file_does_not_follow_symlinked_folders(make_sandbox):
     box = make_sandbox()
-    box.run("import os\nos.symlink('/', '/mnt/data/sub')\nos.makedirs('/mnt/data/real')\n"
-            "open('/mnt/data/real/ok.txt', 'w').write('fine')")
+    box.run(
+        "import os\nos.symlink('/', '/mnt/data/sub')\nos.makedirs('/mnt/data/real')\n"
+        "open('/mnt/data/real/ok.txt', 'w').write('fine')"
+    )
     for name in ("sub/etc/passwd", "sub/etc/shadow", "/mnt/data/sub/etc/passwd", "sub"):
         with pytest.raises(SandboxError, match="symbolic link"):
             box.read_file(name)
@@ -133,8 +136,10 @@ def test_upload_replaces_a_symlink_planted_in_mnt_data(make_sandbox, tmp_path):
     local = tmp_path / "planted"
     local.write_text("uploaded")
     box.upload(local)
-    assert box.run("import os\n(os.path.islink('/mnt/data/planted'), os.path.exists('/tmp/target'))").result == \
-        "(False, False)"
+    assert (
+        box.run("import os\n(os.path.islink('/mnt/data/planted'), os.path.exists('/tmp/target'))").result
+        == "(False, False)"
+    )
     assert box.read_file("planted") == b"uploaded"
 
 
@@ -143,9 +148,11 @@ def test_upload_replaces_a_symlink_planted_in_mnt_data(make_sandbox, tmp_path):
 
 def test_threads_do_not_outlive_their_cell(make_sandbox):
     box = make_sandbox()
-    started = box.run("import threading, time\n"
-                      "def tick():\n    while True:\n        print('tick', flush=True)\n        time.sleep(0.01)\n"
-                      "threading.Thread(target=tick, daemon=True).start()")
+    started = box.run(
+        "import threading, time\n"
+        "def tick():\n    while True:\n        print('tick', flush=True)\n        time.sleep(0.01)\n"
+        "threading.Thread(target=tick, daemon=True).start()"
+    )
     assert started.ok and not started.notice
     later = [box.run("import threading\nthreading.active_count()") for _ in range(3)]
     assert all("tick" not in r.stdout + r.background for r in later)
@@ -154,10 +161,12 @@ def test_threads_do_not_outlive_their_cell(make_sandbox):
 
 def test_a_thread_that_refuses_to_stop_is_reported_to_the_model(make_sandbox):
     box = make_sandbox()
-    code = ("import threading, time\nstop = threading.Event()\n"
-            "def stubborn():\n    while not stop.is_set():\n        try:\n            time.sleep(0.01)\n"
-            "        except BaseException:\n            pass\n"
-            "threading.Thread(target=stubborn).start()")
+    code = (
+        "import threading, time\nstop = threading.Event()\n"
+        "def stubborn():\n    while not stop.is_set():\n        try:\n            time.sleep(0.01)\n"
+        "        except BaseException:\n            pass\n"
+        "threading.Thread(target=stubborn).start()"
+    )
     result = box.run(code)
     assert result.notice and "1 thread started by this code is still running" in result.notice
     assert "still running" in render(result)
@@ -168,13 +177,17 @@ def test_a_thread_that_refuses_to_stop_is_reported_to_the_model(make_sandbox):
 
 def test_child_processes_do_not_outlive_their_cell(make_sandbox):
     box = make_sandbox()
-    code = ("import os, time\n"
-            "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
-            "os.wait()")
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
+        "os.wait()"
+    )
     result = box.run(code)
     assert result.notice and "Background processes" in result.notice
-    live = ("import os\nsorted(int(p) for p in os.listdir('/proc') if p.isdigit() "
-            "and ') Z' not in open(f'/proc/{p}/stat').read())")
+    live = (
+        "import os\nsorted(int(p) for p in os.listdir('/proc') if p.isdigit() "
+        "and ') Z' not in open(f'/proc/{p}/stat').read())"
+    )
     assert box.run(live).result == f"[1, {box.run('os.getpid()').result}]"
 
 
@@ -213,8 +226,10 @@ def test_a_result_forged_with_the_token_from_the_stack_reaches_the_host_only_as_
     "breakage",
     [
         "os.closerange(3, 1024)",
-        ("null = os.open('/dev/null', os.O_WRONLY)\nfor fd in range(3, 64):\n    try:\n        os.fstat(fd)\n"
-         "        os.dup2(null, fd)\n    except OSError:\n        pass"),
+        (
+            "null = os.open('/dev/null', os.O_WRONLY)\nfor fd in range(3, 64):\n    try:\n        os.fstat(fd)\n"
+            "        os.dup2(null, fd)\n    except OSError:\n        pass"
+        ),
     ],
     ids=["closed", "replaced"],
 )
@@ -250,8 +265,10 @@ def test_memfd_exec_is_refused(make_sandbox):
     box = make_sandbox()
     result = box.run("import os\nos.memfd_create('payload')")
     assert result.error.type == "PermissionError"
-    noexec = box.run("import shutil, subprocess, sys\nshutil.copy(sys.executable, '/mnt/data/py')\n"
-                     "import os\nos.chmod('/mnt/data/py', 0o755)\nsubprocess.run(['/mnt/data/py', '-c', '1'])")
+    noexec = box.run(
+        "import shutil, subprocess, sys\nshutil.copy(sys.executable, '/mnt/data/py')\n"
+        "import os\nos.chmod('/mnt/data/py', 0o755)\nsubprocess.run(['/mnt/data/py', '-c', '1'])"
+    )
     assert noexec.error.type == "PermissionError"
     assert box.run("'still fine'").result == "'still fine'"
 

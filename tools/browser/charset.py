@@ -22,14 +22,31 @@ _ENCODINGS: dict[str, tuple[str, str]] = {
     "iso-8859-2": ("iso8859_2", "csisolatin2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 iso_8859-2:1987 l2 latin2"),
     "iso-8859-3": ("iso8859_3", "csisolatin3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 iso_8859-3:1988 l3 latin3"),
     "iso-8859-4": ("iso8859_4", "csisolatin4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 iso_8859-4:1988 l4 latin4"),
-    "iso-8859-5": ("iso8859_5", ("csisolatincyrillic cyrillic iso-ir-144 iso8859-5 iso88595 iso_8859-5 "
-                                "iso_8859-5:1988")),
-    "iso-8859-6": ("iso8859_6", ("arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 iso-8859-6-e "
-                                "iso-8859-6-i iso-ir-127 iso8859-6 iso88596 iso_8859-6 iso_8859-6:1987")),
-    "iso-8859-7": ("iso8859_7", ("csisolatingreek ecma-118 elot_928 greek greek8 iso-ir-126 iso8859-7 iso88597 "
-                                "iso_8859-7 iso_8859-7:1987 sun_eu_greek")),
-    "iso-8859-8": ("iso8859_8", ("csiso88598e csisolatinhebrew hebrew iso-8859-8-e iso-ir-138 iso8859-8 iso88598 "
-                                "iso_8859-8 iso_8859-8:1988 visual")),
+    "iso-8859-5": (
+        "iso8859_5",
+        ("csisolatincyrillic cyrillic iso-ir-144 iso8859-5 iso88595 iso_8859-5 iso_8859-5:1988"),
+    ),
+    "iso-8859-6": (
+        "iso8859_6",
+        (
+            "arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 iso-8859-6-e "
+            "iso-8859-6-i iso-ir-127 iso8859-6 iso88596 iso_8859-6 iso_8859-6:1987"
+        ),
+    ),
+    "iso-8859-7": (
+        "iso8859_7",
+        (
+            "csisolatingreek ecma-118 elot_928 greek greek8 iso-ir-126 iso8859-7 iso88597 "
+            "iso_8859-7 iso_8859-7:1987 sun_eu_greek"
+        ),
+    ),
+    "iso-8859-8": (
+        "iso8859_8",
+        (
+            "csiso88598e csisolatinhebrew hebrew iso-8859-8-e iso-ir-138 iso8859-8 iso88598 "
+            "iso_8859-8 iso_8859-8:1988 visual"
+        ),
+    ),
     "iso-8859-8-i": ("iso8859_8", "csiso88598i logical"),
     "iso-8859-10": ("iso8859_10", "csisolatin6 iso-ir-157 iso8859-10 iso885910 l6 latin6"),
     "iso-8859-13": ("iso8859_13", "iso8859-13 iso885913"),
@@ -42,11 +59,18 @@ _ENCODINGS: dict[str, tuple[str, str]] = {
     "windows-874": ("cp874", "dos-874 iso-8859-11 iso8859-11 iso885911 tis-620"),
     "windows-1250": ("cp1250", "cp1250 x-cp1250"),
     "windows-1251": ("cp1251", "cp1251 x-cp1251"),
-    "windows-1252": ("cp1252", ("ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 "
-                               "iso8859-1 iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii x-cp1252")),
+    "windows-1252": (
+        "cp1252",
+        (
+            "ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 "
+            "iso8859-1 iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii x-cp1252"
+        ),
+    ),
     "windows-1253": ("cp1253", "cp1253 x-cp1253"),
-    "windows-1254": ("cp1254", ("cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 "
-                               "iso_8859-9:1989 l5 latin5 x-cp1254")),
+    "windows-1254": (
+        "cp1254",
+        ("cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 iso_8859-9:1989 l5 latin5 x-cp1254"),
+    ),
     "windows-1255": ("cp1255", "cp1255 x-cp1255"),
     "windows-1256": ("cp1256", "cp1256 x-cp1256"),
     "windows-1257": ("cp1257", "cp1257 x-cp1257"),
@@ -58,8 +82,10 @@ _ENCODINGS: dict[str, tuple[str, str]] = {
     "euc-jp": ("euc_jp", "cseucpkdfmtjapanese x-euc-jp"),
     "iso-2022-jp": ("iso2022_jp", "csiso2022jp"),
     "shift_jis": ("cp932", "csshiftjis ms932 ms_kanji shift-jis sjis windows-31j x-sjis"),
-    "euc-kr": ("cp949", ("cseuckr csksc56011987 iso-ir-149 korean ks_c_5601-1987 ks_c_5601-1989 ksc5601 "
-                        "ksc_5601 windows-949")),
+    "euc-kr": (
+        "cp949",
+        ("cseuckr csksc56011987 iso-ir-149 korean ks_c_5601-1987 ks_c_5601-1989 ksc5601 ksc_5601 windows-949"),
+    ),
     "replacement": ("", "csiso2022kr hz-gb-2312 iso-2022-cn iso-2022-cn-ext iso-2022-kr"),
     "utf-16be": ("utf-16-be", "unicodefffe"),
     "utf-16le": ("utf-16-le", "csunicode iso-10646-ucs-2 ucs-2 unicode unicodefeff utf-16"),
@@ -100,7 +126,7 @@ def decode(body: bytes, charset: str | None, *, sniff_meta: bool) -> str:
     name = None
     for bom, bom_name in _BOMS:
         if body.startswith(bom):
-            name, body = bom_name, body[len(bom):]
+            name, body = bom_name, body[len(bom) :]
             break
     name = name or encoding_for(charset)
     if name is None and sniff_meta and (match := _META_CHARSET_RE.search(body[:4096])):

@@ -81,15 +81,11 @@ class BrowserState:
         if cursor == -1:
             return self.stack[-1]
         if not 0 <= cursor < len(self.stack):
-            raise ToolRetry(
-                f"Cursor `{cursor}` is out of range. Available cursor indices: [0 - {self.last_cursor}]."
-            )
+            raise ToolRetry(f"Cursor `{cursor}` is out of range. Available cursor indices: [0 - {self.last_cursor}].")
         return self.stack[cursor]
 
 
-def window_end(
-    lines: list[str], loc: int, num_lines: int, count_tokens: Callable[[str], int], view_tokens: int
-) -> int:
+def window_end(lines: list[str], loc: int, num_lines: int, count_tokens: Callable[[str], int], view_tokens: int) -> int:
     """One past the last line shown from `loc`: `num_lines` lines, or what fits in `view_tokens`."""
     total = len(lines)
     if num_lines > 0:

@@ -28,13 +28,9 @@ _UNWRAP_TAGS = (
     "span", "font", "b", "strong", "em", "i", "u", "mark", "small", "big", "ins",
     "label", "form", "fieldset",
 )  # fmt: skip
-_CHROME_XPATH = lxml.etree.XPath(
-    "//*[@hidden or @aria-hidden or @role] | /html/body/header | /html/body/footer"
-)
+_CHROME_XPATH = lxml.etree.XPath("//*[@hidden or @aria-hidden or @role] | /html/body/header | /html/body/footer")
 _CHROME_ROLES = frozenset(("navigation", "search", "menu", "menubar", "banner", "contentinfo"))
-_SOURCE_BREAKS = lxml.etree.XPath(
-    "//body//text()[contains(., '\n')][not(ancestor::pre or ancestor::textarea)]"
-)
+_SOURCE_BREAKS = lxml.etree.XPath("//body//text()[contains(., '\n')][not(ancestor::pre or ancestor::textarea)]")
 _ANCHOR_MARKS = frozenset(("¶", "#", "§", "🔗"))  # permalink signs next to headings
 _SKIP_SCHEMES = ("mailto:", "javascript:", "tel:", "data:", "about:", "blob:")
 

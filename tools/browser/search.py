@@ -29,9 +29,18 @@ SNIPPET_CHARS = 300
 
 
 UNREACHABLE_MARKERS = (
-    "dnserror", "connecterror", "connect error", "connection refused", "name or service not known",
-    "nodename nor servname", "temporary failure in name resolution", "failed to lookup address",
-    "network is unreachable", "getaddrinfo", "timed out", "timeout",
+    "dnserror",
+    "connecterror",
+    "connect error",
+    "connection refused",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "failed to lookup address",
+    "network is unreachable",
+    "getaddrinfo",
+    "timed out",
+    "timeout",
 )
 
 
@@ -49,8 +58,10 @@ class SearchError(Exception):
     @property
     def advice(self) -> str:
         if self.unreachable:
-            return ("The search service cannot be reached from this machine (no network?), so another query "
-                    "will not help: answer without searching, and say that you could not search.")
+            return (
+                "The search service cannot be reached from this machine (no network?), so another query "
+                "will not help: answer without searching, and say that you could not search."
+            )
         return "Try a different query."
 
 
@@ -202,9 +213,7 @@ class SearxngSearch:
     ) -> None:
         base_url = base_url or os.environ.get(SEARXNG_URL_ENV)
         if not base_url:
-            raise ConfigurationError(
-                f"the SearXNG search backend needs a URL: pass base_url or set {SEARXNG_URL_ENV}"
-            )
+            raise ConfigurationError(f"the SearXNG search backend needs a URL: pass base_url or set {SEARXNG_URL_ENV}")
         self.base_url = base_url.rstrip("/")
         self.categories = categories
         self.language = language
@@ -228,9 +237,7 @@ class SearxngSearch:
             message = f"SearXNG is unreachable ({type(exc).__name__}: {exc})"
             raise SearchError(message, unreachable=isinstance(exc, httpx.TransportError)) from None
         if response.status_code == 403:
-            raise SearchError(
-                "SearXNG refused JSON output; enable `json` in `search.formats` of its settings"
-            )
+            raise SearchError("SearXNG refused JSON output; enable `json` in `search.formats` of its settings")
         if response.status_code != 200:
             raise SearchError(f"SearXNG answered HTTP {response.status_code}")
         try:

@@ -131,8 +131,7 @@ class BrowserTool(BuiltinTool):
         if not hits:
             raise ToolRetry(f"No results found for `{query}`. Try a different query.")
         items = "".join(
-            f'<li><a href="{html.escape(h.url, quote=True)}">{html.escape(h.title)}</a>'
-            f" {html.escape(h.snippet)}</li>"
+            f'<li><a href="{html.escape(h.url, quote=True)}">{html.escape(h.title)}</a> {html.escape(h.snippet)}</li>'
             for h in hits
         )
         page = html_to_page(f"<html><body><ul>{items}</ul></body></html>", url="", title=query.strip())
@@ -186,9 +185,7 @@ class BrowserTool(BuiltinTool):
             raise ToolRetry("`pattern` is required: a non-empty string.")
         page = self.state.page_at(_as_int(cursor, "cursor", -1))
         if page.kind == "find":
-            raise ToolRetry(
-                "Cannot run `find` on a find results page. Pass the `cursor` of the page to search."
-            )
+            raise ToolRetry("Cannot run `find` on a find results page. Pass the `cursor` of the page to search.")
         return self._show(find_page(page, pattern), 0, -1)
 
     # -- helpers -------------------------------------------------------------
@@ -196,9 +193,7 @@ class BrowserTool(BuiltinTool):
     def _show(self, page: Page, loc: int, num_lines: int) -> str:
         cursor = self.state.push(page)
         try:
-            return render(
-                page, cursor, loc, num_lines, count_tokens=self._counter(), view_tokens=self.view_tokens
-            )
+            return render(page, cursor, loc, num_lines, count_tokens=self._counter(), view_tokens=self.view_tokens)
         except BaseException:
             self.state.pop()
             raise

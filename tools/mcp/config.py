@@ -26,7 +26,7 @@ def from_command(spec: str, **options: Any) -> MCPServer:
     except ValueError as exc:
         raise ConfigurationError(f"--mcp {spec!r}: {exc}; quote the command as a shell would") from None
     if not words:
-        raise ConfigurationError("--mcp needs a command, e.g. --mcp \"npx -y @modelcontextprotocol/server-everything\"")
+        raise ConfigurationError('--mcp needs a command, e.g. --mcp "npx -y @modelcontextprotocol/server-everything"')
     return MCPServer.stdio(words[0], words[1:], **options)
 
 
@@ -50,9 +50,12 @@ def from_mapping(data: Any, where: str, base: Path | None = None) -> list[MCPSer
     if isinstance(data, dict) and "mcpServers" in data:
         data = data["mcpServers"]
     if not isinstance(data, dict):
-        raise ConfigurationError(f"{where}: expected an object of servers by name under \"mcpServers\"")
-    return [_entry(name, entry, f"{where}: server {name!r}", base) for name, entry in data.items()
-            if not (isinstance(entry, dict) and entry.get("disabled") is True)]
+        raise ConfigurationError(f'{where}: expected an object of servers by name under "mcpServers"')
+    return [
+        _entry(name, entry, f"{where}: server {name!r}", base)
+        for name, entry in data.items()
+        if not (isinstance(entry, dict) and entry.get("disabled") is True)
+    ]
 
 
 def unique(servers: Iterable[MCPServer]) -> list[MCPServer]:
@@ -70,7 +73,7 @@ def unique(servers: Iterable[MCPServer]) -> list[MCPServer]:
 
 def _entry(name: str, entry: Any, where: str, base: Path | None) -> MCPServer:
     if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where}: expected an object with \"command\" or \"url\"")
+        raise ConfigurationError(f'{where}: expected an object with "command" or "url"')
     options: dict[str, Any] = {"name": name}
     for key in ("include", "exclude"):
         if key in entry:
@@ -86,10 +89,13 @@ def _entry(name: str, entry: Any, where: str, base: Path | None) -> MCPServer:
     if kind == "sse":
         raise ConfigurationError(f"{where}: SSE servers are not supported; use the server's streamable HTTP URL")
     if "url" in entry:
-        return MCPServer.http(_string(entry["url"], f"{where}: url"),
-                              headers=_string_map(entry.get("headers", {}), f"{where}: headers"), **options)
+        return MCPServer.http(
+            _string(entry["url"], f"{where}: url"),
+            headers=_string_map(entry.get("headers", {}), f"{where}: headers"),
+            **options,
+        )
     if "command" not in entry:
-        raise ConfigurationError(f"{where}: needs \"command\" (a stdio server) or \"url\" (an HTTP server)")
+        raise ConfigurationError(f'{where}: needs "command" (a stdio server) or "url" (an HTTP server)')
     cwd = entry.get("cwd")
     if cwd is not None and base is not None and not Path(str(cwd)).expanduser().is_absolute():
         cwd = str(base / str(cwd))

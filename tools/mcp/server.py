@@ -146,8 +146,9 @@ class MCPServer(Toolset):
             specs = await _list_all(connection.client)
         except Exception as exc:
             if not _is_lost(exc):
-                raise MCPServerError(f"MCP server {self.name} could not list its tools: {_describe(exc)}",
-                                     self.transport.label()) from None
+                raise MCPServerError(
+                    f"MCP server {self.name} could not list its tools: {_describe(exc)}", self.transport.label()
+                ) from None
             await self._lost(connection, exc)
             return await self.list_tools()
         self._tools = specs
@@ -223,14 +224,18 @@ class MCPServer(Toolset):
             unknown = sorted(set(names) - known)
             if unknown:
                 available = ", ".join(name for _, name in named) or "none"
-                raise ConfigurationError(f"MCP server {self.name}: {key} names no tool it has: "
-                                         f"{', '.join(unknown)} (available: {available})")
+                raise ConfigurationError(
+                    f"MCP server {self.name}: {key} names no tool it has: {', '.join(unknown)} (available: {available})"
+                )
 
         def picked(names: set[str], spec: Any, name: str) -> bool:
             return spec.name in names or name in names
 
-        return [MCPTool(self, spec, name) for spec, name in named
-                if (self.include is None or picked(self.include, spec, name)) and not picked(self.exclude, spec, name)]
+        return [
+            MCPTool(self, spec, name)
+            for spec, name in named
+            if (self.include is None or picked(self.include, spec, name)) and not picked(self.exclude, spec, name)
+        ]
 
 
 class _Connection:
