@@ -107,6 +107,9 @@ def build(recipe: Recipe) -> Path:
     with _locked(out.with_suffix(".lock")):
         if out.is_file():  # another process built it while we waited
             return out
+        from helpers import require_extra
+
+        require_extra("transformers", "torch", "transformers")  # building one takes torch; a cached one does not
         with tempfile.TemporaryDirectory(prefix="tiny-gpt-oss-") as tmp:
             model_dir = Path(tmp) / "hf"
             save_checkpoint(recipe, model_dir)
