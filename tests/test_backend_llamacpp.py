@@ -212,35 +212,16 @@ def test_an_option_another_backend_has_is_a_warning_once(server, tmp_path: Path)
     config = tmp_path / "config.toml"
     config.write_text("[options]\nnum_ctx = 16384\ntemperature = 0.5\n", encoding="utf-8")
     env = cli_env(tmp_path / "home")
-    ran = run_cli(
-        "run",
-        "--config",
-        str(config),
-        "--backend",
-        "llamacpp",
-        "--base-url",
-        server.url,
-        "--no-save",
-        "Say hi",
-        env=env,
-        timeout=120,
-    )
+
+    def run_with_config():
+        args = ("--config", str(config), "--backend", "llamacpp", "--base-url", server.url, "--no-save")
+        return run_cli("run", *args, "Say hi", env=env, timeout=120)
+
+    ran = run_with_config()
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.count("warning: the llamacpp backend has no model option num_ctx; it is ignored") == 1
     config.write_text("[options]\nnum_cxt = 16384\n", encoding="utf-8")
-    typo = run_cli(
-        "run",
-        "--config",
-        str(config),
-        "--backend",
-        "llamacpp",
-        "--base-url",
-        server.url,
-        "--no-save",
-        "Say hi",
-        env=env,
-        timeout=120,
-    )
+    typo = run_with_config()
     assert typo.returncode == 1
     assert "unknown model option 'num_cxt'; known: temperature, top_p, top_k, seed, num_ctx, max_tokens" in typo.stderr
 
